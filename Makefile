@@ -1,0 +1,54 @@
+# The two commands of the README:
+#   make demo   bring up a local control plane (when no KUBECONFIG is given) and play the demo
+#   make test   everything CI runs: install, build the test control plane, quality gates, tests
+# Both set themselves up on a fresh machine; nothing needs to be installed by hand first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SOURCES := operator tests benchmarks
+
+.PHONY: test demo install controlplane lint crds check-crds unit integration bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@echo "==> installing the package and its test tools into $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+controlplane:
+	@echo "==> building the test control plane from Go modules (skipped when present)"
+	hack/controlplane/build.sh
+
+crds: install
+	$(BIN)/python -m identity_risk.api.crdgen
+
+lint: install
+	@echo "==> quality gates: ruff, ruff format, mypy --strict, import contracts, CRDs in sync"
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/mypy operator
+	$(BIN)/lint-imports
+	$(BIN)/python -m identity_risk.api.crdgen --check
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install controlplane
+	$(BIN)/pytest -m integration
+
+test: install controlplane lint
+	@echo "==> tests (unit, property-based, integration on the real control plane)"
+	$(BIN)/pytest
+
+demo: install controlplane
+	$(BIN)/identity-risk demo
+
+bench: install
+	$(BIN)/python benchmarks/pipeline.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
