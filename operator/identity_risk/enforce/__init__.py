@@ -1,0 +1,1 @@
+"""Effects: carry decisions out (the authorization webhook state, pod, secret and policy writes)."""
