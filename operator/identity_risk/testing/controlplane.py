@@ -46,7 +46,12 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO_ROOT / "config" / "apiserver"
 DEFAULT_BIN_DIR = REPO_ROOT / ".cache" / "controlplane" / RELEASE / "bin"
 KWOK_STAGES = "kwok-stages.yaml"  # written next to bin/ by hack/controlplane/build.sh
-CLI_STATE_POINTER = REPO_ROOT / ".cache" / "controlplane" / "cluster.json"
+# Where `hack/cluster up` records its state file, for `down`/`status` from another process.
+CLI_STATE_POINTER = Path(
+    os.environ.get(
+        "IDENTITY_RISK_CLUSTER_STATE", REPO_ROOT / ".cache" / "controlplane" / "cluster.json"
+    )
+)
 
 # The three strings in config/apiserver/ that differ between a kind node and this launcher.
 KIND_CONFIG_DIR = "/etc/kubernetes/identity-risk/"
