@@ -42,7 +42,7 @@ integration: install controlplane
 
 test: install controlplane lint
 	@echo "==> tests (unit, property-based, integration on the real control plane)"
-	$(BIN)/pytest
+	IDENTITY_RISK_REQUIRE_CONTROLPLANE=1 $(BIN)/pytest
 
 demo: install controlplane
 	$(BIN)/identity-risk demo

@@ -1,0 +1,250 @@
+"""The one Kubernetes API client wrapper the operator's effects use.
+
+kopf owns watching; this module owns writing. Every write the operator makes goes through here so
+that idempotency (a create that finds its object already there is success, not an error), owner
+references, field managers and error messages are decided once. Nothing here logs object bodies:
+Secrets pass through, and secret values must never reach a log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from identity_risk.api.v1alpha1 import GROUP, VERSION
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "identity-risk-operator"
+PLURALS = {
+    "IdentityRiskPolicy": "identityriskpolicies",
+    "WorkloadIdentityRisk": "workloadidentityrisks",
+    "RiskDecision": "riskdecisions",
+    "RiskApproval": "riskapprovals",
+    "RiskException": "riskexceptions",
+    "IdentitySignal": "identitysignals",
+}
+
+
+class KubeError(RuntimeError):
+    """An API call that failed, with the verb, the object and the API server's message."""
+
+    def __init__(self, action: str, target: str, exc: ApiException) -> None:
+        self.status = int(exc.status or 0)
+        reason = exc.reason or ""
+        super().__init__(f"{action} {target}: HTTP {self.status} {reason}".strip())
+
+
+def load_api_client(*, kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster configuration when running in a pod, otherwise the given or default kubeconfig."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, client_configuration=configuration
+    )
+    return client.ApiClient(configuration)
+
+
+def _as_dict(obj: object) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise TypeError(f"expected a JSON object from the API server, got {type(obj).__name__}")
+    return obj
+
+
+def owner_reference(obj: Mapping[str, Any], *, controller: bool = False) -> dict[str, Any]:
+    """The one place owner references are built."""
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": False,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else self.kind
+
+
+class Kube:
+    """Typed, idempotent writes over one ``ApiClient``."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
+
+    # ---- our custom resources ---------------------------------------------------------------
+
+    def create_custom(self, kind: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create one of our objects; if its name already exists, return the existing one."""
+        plural = PLURALS[kind]
+        name = body["metadata"]["name"]
+        try:
+            if namespace:
+                return _as_dict(
+                    self.custom.create_namespaced_custom_object(
+                        GROUP, VERSION, namespace, plural, dict(body), field_manager=FIELD_MANAGER
+                    )
+                )
+            return _as_dict(
+                self.custom.create_cluster_custom_object(
+                    GROUP, VERSION, plural, dict(body), field_manager=FIELD_MANAGER
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                existing = self.get_custom(kind, namespace, name)
+                if existing is not None:
+                    return existing
+            raise KubeError("create", f"{kind} {namespace}/{name}", exc) from None
+
+    def get_custom(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        plural = PLURALS[kind]
+        try:
+            if namespace:
+                obj = self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, name
+                )
+            else:
+                obj = self.custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
+            return _as_dict(obj)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError("get", f"{kind} {namespace}/{name}", exc) from None
+
+    def list_custom(self, kind: str, namespace: str = "") -> list[dict[str, Any]]:
+        plural = PLURALS[kind]
+        try:
+            if namespace:
+                result = self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural
+                )
+            else:
+                result = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+        except ApiException as exc:
+            raise KubeError("list", kind, exc) from None
+        return [_as_dict(item) for item in _as_dict(result).get("items", [])]
+
+    def patch_custom_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource of one of our objects."""
+        plural = PLURALS[kind]
+        body = {"status": dict(status)}
+        try:
+            if namespace:
+                obj = self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, plural, name, body, field_manager=FIELD_MANAGER
+                )
+            else:
+                obj = self.custom.patch_cluster_custom_object_status(
+                    GROUP, VERSION, plural, name, body, field_manager=FIELD_MANAGER
+                )
+            return _as_dict(obj)
+        except ApiException as exc:
+            raise KubeError("patch status of", f"{kind} {namespace}/{name}", exc) from None
+
+    # ---- core objects -----------------------------------------------------------------------
+
+    def event(
+        self,
+        *,
+        regarding: ObjectRef,
+        reason: str,
+        message: str,
+        warning: bool = False,
+        now: datetime,
+    ) -> None:
+        """Record a Kubernetes Event on ``regarding``. Failure to record is logged, not raised."""
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{regarding.name}.", namespace=regarding.namespace or "default"
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=regarding.api_version,
+                kind=regarding.kind,
+                name=regarding.name,
+                namespace=regarding.namespace or None,
+                uid=regarding.uid or None,
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=FIELD_MANAGER,
+            reporting_instance=FIELD_MANAGER,
+        )
+        try:
+            self.core.create_namespaced_event(regarding.namespace or "default", body)
+        except ApiException as exc:
+            log.warning("could not record Event %s on %s: HTTP %s", reason, regarding, exc.status)
+
+    def evict(self, namespace: str, name: str) -> str:
+        """Evict a pod through the Eviction API (PodDisruptionBudgets are honoured).
+
+        Returns ``"evicted"``, ``"gone"`` (already deleted) or ``"blocked"`` (a
+        PodDisruptionBudget refused it for now: try again later).
+        """
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=namespace))
+        try:
+            self.core.create_namespaced_pod_eviction(name, namespace, body)
+        except ApiException as exc:
+            if exc.status == 404:
+                return "gone"
+            if exc.status == 429:
+                return "blocked"
+            raise KubeError("evict", f"pod {namespace}/{name}", exc) from None
+        return "evicted"
+
+    def get_secret(self, namespace: str, name: str) -> client.V1Secret | None:
+        try:
+            secret: client.V1Secret = self.core.read_namespaced_secret(name, namespace)
+            return secret
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError("get", f"secret {namespace}/{name}", exc) from None
+
+    def create_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        """Create an Opaque secret (``data`` values already base64); an existing one is kept."""
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=namespace,
+                labels={"app.kubernetes.io/managed-by": FIELD_MANAGER},
+            ),
+            type="Opaque",
+            data=dict(data),
+        )
+        try:
+            self.core.create_namespaced_secret(namespace, body, field_manager=FIELD_MANAGER)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise KubeError("create", f"secret {namespace}/{name}", exc) from None
