@@ -1,0 +1,228 @@
+"""The core's one loop: audit records in, decisions out. Shared by the operator, simulate and
+the benchmark, so that what ``kubectl risk simulate`` previews is what the operator will do.
+
+The engine owns the mutable state that sits between pure stages: the signal ledger, each
+identity's band (for hysteresis) and the recent decisions (for the cluster-wide safeguards).
+Everything it decides is computed by the pure functions of ``scoring`` and ``policy``; time is
+always the event's own timestamp or a ``now`` passed in, never the wall clock.
+
+Scoring runs only when an identity's evidence changes (a new fact, or a newer observation of a
+known one) and on ``tick`` (decay); the vast majority of audit events produce no signal and cost
+only the detectors.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from identity_risk.api.v1alpha1 import IdentityRiskPolicy, RiskException
+from identity_risk.domain import Identity, Signal
+from identity_risk.ingest import AuditRecord
+from identity_risk.policy import (
+    BandState,
+    Decision,
+    IdentityContext,
+    OperatorSelf,
+    active_exceptions,
+    apply_safeguards,
+    decide,
+    exempt_signal_types,
+    history_window,
+    scoring_config,
+    select_policy,
+)
+from identity_risk.scoring import Score, ScoringConfig, SignalLedger, Suppression, score_identity
+
+DEFAULT_TICK = timedelta(minutes=5)
+
+
+class SignalSource(Protocol):
+    """What the engine needs from ``signals``: detection per record, and privilege per identity."""
+
+    def observe(self, record: AuditRecord) -> Sequence[Signal]:
+        """Update the identity's state with ``record`` and return the signals it raises."""
+        ...
+
+    def privilege(self, identity: Identity) -> float:
+        """What the identity could do, in [0, 1] (0: nothing notable, 1: cluster-admin)."""
+        ...
+
+    def posture(self, identity: Identity) -> Sequence[Signal]:
+        """The identity's posture signals in the current inventory snapshot."""
+        ...
+
+    def context(self, identity: Identity) -> IdentityContext:
+        """Labels and owner of the identity, from the current inventory snapshot."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evaluation:
+    """A decision together with the score that produced it."""
+
+    decision: Decision
+    score: Score
+
+
+class Engine:
+    """Replays audit records through detect → ledger → score → decide → safeguards."""
+
+    def __init__(
+        self,
+        *,
+        policies: Sequence[IdentityRiskPolicy],
+        source: SignalSource,
+        exceptions: Sequence[RiskException] = (),
+        operator: OperatorSelf = OperatorSelf(),  # noqa: B008 - frozen
+        suppressions: Mapping[Identity, Suppression] | None = None,
+        ledger: SignalLedger | None = None,
+    ) -> None:
+        self.policies = tuple(policies)
+        self.source = source
+        self.exceptions = tuple(exceptions)
+        self.operator = operator
+        self.suppressions = dict(suppressions or {})
+        self.ledger = ledger if ledger is not None else SignalLedger()
+        self.bands: dict[Identity, BandState] = {}
+        self._recent: deque[Decision] = deque()
+        self._configs: dict[str, ScoringConfig] = {}
+        self._posture_loaded: set[Identity] = set()
+        self._history = max(
+            (history_window(p.spec.safeguards) for p in self.policies), default=timedelta(0)
+        )
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def observe(self, record: AuditRecord) -> list[Evaluation]:
+        """Feed one audit record; returns an evaluation per identity whose evidence changed."""
+        signals = self.source.observe(record)
+        if not signals:
+            return []
+        changed: list[Identity] = []
+        for s in signals:
+            if self.ledger.observe(s) and s.identity not in changed:
+                changed.append(s.identity)
+        out = []
+        for identity in changed:
+            ev = self.evaluate(identity, now=record.timestamp)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def add_signals(self, signals: Iterable[Signal], *, now: datetime) -> list[Evaluation]:
+        """Feed signals from elsewhere (IdentitySignal resources, tests)."""
+        changed: list[Identity] = []
+        for s in signals:
+            if self.ledger.observe(s) and s.identity not in changed:
+                changed.append(s.identity)
+        return [ev for i in changed if (ev := self.evaluate(i, now=now)) is not None]
+
+    def tick(self, *, now: datetime) -> list[Evaluation]:
+        """Re-evaluate every identity with live evidence at ``now`` (decay, step-downs)."""
+        out = [
+            ev
+            for identity in sorted(set(self.ledger.identities()) | set(self.bands))
+            if (ev := self.evaluate(identity, now=now)) is not None
+        ]
+        self.ledger.prune(now=now, half_life=self._longest_half_life())
+        return out
+
+    # --- the chain ----------------------------------------------------------------------------
+
+    def evaluate(self, identity: Identity, *, now: datetime) -> Evaluation | None:
+        """Score and decide for one identity at ``now``; None if no policy covers it."""
+        ctx = self.source.context(identity)
+        policy = select_policy(self.policies, ctx)
+        if policy is None:
+            return None
+        if identity not in self._posture_loaded:
+            self._posture_loaded.add(identity)
+            self.ledger.set_posture(identity, self.source.posture(identity))
+        active = active_exceptions(self.exceptions, ctx=ctx, now=now)
+        signals: Iterable[Signal] = self.ledger.signals(identity)
+        if active:
+            exempt = exempt_signal_types(active)
+            signals = [s for s in signals if s.type not in exempt]
+        score = score_identity(
+            identity=identity,
+            signals=signals,
+            now=now,
+            config=self._config(policy),
+            privilege=self.source.privilege(identity),
+            suppression=self.suppressions.get(identity),
+        )
+        decision = decide(
+            ctx=ctx,
+            score=score,
+            policy=policy,
+            previous=self.bands.get(identity),
+            exceptions=active,
+            operator=self.operator,
+            now=now,
+        )
+        decision = apply_safeguards(
+            decision, recent=self._recent, safeguards=policy.spec.safeguards, now=now
+        )
+        self.bands[identity] = decision.band_state
+        if decision.escalated or decision.actions:
+            self._recent.append(decision)
+            horizon = now - self._history
+            while self._recent and self._recent[0].at <= horizon:
+                self._recent.popleft()
+        return Evaluation(decision=decision, score=score)
+
+    def _config(self, policy: IdentityRiskPolicy) -> ScoringConfig:
+        config = self._configs.get(policy.name)
+        if config is None:
+            config = self._configs[policy.name] = scoring_config(policy.spec)
+        return config
+
+    def _longest_half_life(self) -> timedelta:
+        return max((self._config(p).half_life for p in self.policies), default=DEFAULT_TICK)
+
+
+ProgressCallback = Callable[[int], None]
+
+
+def replay(
+    records: Iterable[AuditRecord],
+    *,
+    engine: Engine,
+    tick: timedelta = DEFAULT_TICK,
+    on_evaluation: Callable[[Evaluation], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+    progress_every: int = 100_000,
+) -> int:
+    """Feed ``records`` (in time order) through ``engine``, ticking decay every ``tick`` of
+    event time. Returns how many records were processed. Callbacks receive every evaluation and,
+    every ``progress_every`` records, the running count (the caller owns the clock)."""
+    n = 0
+    next_tick: datetime | None = None
+    last: datetime | None = None
+    for record in records:
+        ts = record.timestamp
+        if next_tick is None:
+            next_tick = ts + tick
+        elif ts >= next_tick:
+            for ev in engine.tick(now=ts):
+                if on_evaluation is not None:
+                    on_evaluation(ev)
+            next_tick = ts + tick
+        for ev in engine.observe(record):
+            if on_evaluation is not None:
+                on_evaluation(ev)
+        last = ts
+        n += 1
+        if on_progress is not None and n % progress_every == 0:
+            on_progress(n)
+    if last is not None:
+        for ev in engine.tick(now=last):
+            if on_evaluation is not None:
+                on_evaluation(ev)
+    if on_progress is not None:
+        on_progress(n)
+    return n
