@@ -6,7 +6,9 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +46,12 @@ class Operator:
     authorizer_error: Exception | None = None
     authorizer_answer: dict[str, Any] | None = None
     is_ready: bool = False
+    audit_gate: threading.Event | None = None
+    """When set, ``on_audit`` waits for it: a batch that takes long to read."""
 
     def on_audit(self, body: bytes) -> AuditAck:
+        if self.audit_gate is not None:
+            assert self.audit_gate.wait(10)
         if self.reject_with is not None:
             raise self.reject_with
         self.batches.append(body)
@@ -287,6 +293,19 @@ def test_a_failing_authorization_is_no_opinion(
     assert status == 200
     assert answer == NO_OPINION_SAR
     assert running.sample("identity_risk_authorization_reviews_total", verdict="error") == 1
+
+
+def test_authorize_does_not_wait_for_a_slow_audit_batch(running: Running) -> None:
+    running.operator.audit_gate = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as background:
+        audit = background.submit(running.request, "POST", "/audit", EVENT_LIST, token=TOKEN)
+
+        status, _ = running.post_json("/authorize", SAR)
+
+        assert status == 200
+        assert not audit.done()
+        running.operator.audit_gate.set()
+        assert audit.result(timeout=10)[0] == 200
 
 
 # --- /mutate -----------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 It runs aiohttp on its own thread with its own event loop. Parsing an audit batch is CPU work in
 the request path; on kopf's loop it would delay watch events and handler timeouts, and a burst
-of audit traffic could starve reconciliation. The callbacks therefore run on *this* thread and
-must hand results to the rest of the operator in a thread-safe way.
+of audit traffic could starve reconciliation. For the same reason the audit callback runs on one
+more thread of its own (batches one at a time, in arrival order): ``/authorize`` sits on every
+API request's path and must not queue behind a large batch. Callbacks therefore run off kopf's
+loop and must hand results to the rest of the operator in a thread-safe way.
 
 Failure rules, because the apiserver calls these endpoints on its own hot paths:
 
@@ -31,6 +33,7 @@ import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,6 +56,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 """Large enough for a full audit batch at RequestResponse level; beyond it a caller gets 413."""
 
+_SHUTDOWN_GRACE_SECONDS = 5.0
 _AUTHENTICATED = frozenset({"audit", "authorize", "mutate"})
 
 
@@ -100,8 +104,9 @@ class Readiness(Protocol):
 class WebhookServer:
     """The HTTPS server, started and stopped from any thread.
 
-    Every callback runs on the server's thread, one request at a time per callback call; keep
-    them quick and thread-safe towards the rest of the operator.
+    ``authorizer``, ``mutator`` and ``ready`` run on the server's thread; ``on_audit`` runs on a
+    single audit thread, never concurrently with itself. Keep them quick and thread-safe towards
+    the rest of the operator.
     """
 
     def __init__(
@@ -134,6 +139,8 @@ class WebhookServer:
         self._started = threading.Event()
         self._startup_error: BaseException | None = None
         self._bound_port = 0
+        # Threads start lazily, on the first batch.
+        self._audit_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-audit")
 
     @property
     def port(self) -> int:
@@ -142,8 +149,8 @@ class WebhookServer:
 
     def start(self, *, timeout: float = 10.0) -> None:
         """Start serving; returns once the socket listens, raises if it cannot."""
-        if self._thread is not None:
-            raise RuntimeError("the webhook server is already started")
+        if self._thread is not None or self._started.is_set():
+            raise RuntimeError("a webhook server starts once; build a new one to serve again")
         context = self._tls.server_context()  # fail here, in the caller, on bad cert files
         self._thread = threading.Thread(
             target=self._run, args=(context,), name="webhook-server", daemon=True
@@ -187,7 +194,12 @@ class WebhookServer:
 
     async def _serve(self, context: ssl.SSLContext) -> None:
         self._stopping = asyncio.Event()
-        runner = web.AppRunner(self._application(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self._application(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=_SHUTDOWN_GRACE_SECONDS,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._host, self._port, ssl_context=context)
@@ -198,6 +210,7 @@ class WebhookServer:
             await self._stopping.wait()
         finally:
             await runner.cleanup()
+            self._audit_thread.shutdown(wait=True)
             logger.info("webhook server stopped")
 
     def _application(self) -> web.Application:
@@ -290,7 +303,8 @@ class WebhookServer:
         if isinstance(body, web.Response):
             return body
         try:
-            ack = self._on_audit(body)
+            loop = asyncio.get_running_loop()
+            ack = await loop.run_in_executor(self._audit_thread, self._on_audit, body)
         except BatchRejected as rejected:
             reason = bounded(rejected.reason)
             logger.warning("audit batch of %d bytes rejected: %s", len(body), reason)
