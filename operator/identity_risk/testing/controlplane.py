@@ -455,6 +455,8 @@ class ControlPlane:
                 f"--etcd-servers={etcd_url}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
+                # A loopback address is not a valid Endpoints IP: leave the kubernetes service alone.
+                "--endpoint-reconciler-type=none",
                 f"--secure-port={api_port}",
                 f"--tls-cert-file={pki.apiserver.cert}",
                 f"--tls-private-key-file={pki.apiserver.key}",
@@ -497,6 +499,8 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={kcm_port}",
                 "--controllers=*",
+                # Each controller acts as its own ServiceAccount with its bootstrap role.
+                "--use-service-account-credentials=true",
                 "--leader-elect=false",
                 f"--root-ca-file={pki.ca.cert}",
                 f"--service-account-private-key-file={pki.service_account.key}",
