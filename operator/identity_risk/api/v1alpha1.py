@@ -646,6 +646,13 @@ class ActionOutcome(Status):
     changed: list[str] = Field(
         default_factory=list, description="What the action changed, so it can be released."
     )
+    credentials: list[str] = Field(
+        default_factory=list,
+        description="RevokeToken: the credential-ids denied at the authorization webhook.",
+    )
+    until: datetime | None = Field(
+        default=None, description="When the action lifts by itself (from its duration)."
+    )
     at: datetime | None = None
 
 

@@ -1,0 +1,328 @@
+"""Carry a decision out: record it, then act — once, even across a crash.
+
+For each decision the executor (1) creates its RiskDecision (named after the decision, so a
+second attempt finds the first), (2) appends it to the signed decision log (idempotent per
+decision), (3) stamps the chain link into the RiskDecision's status, and (4) runs each action the
+decision allows, writing the action's outcome into the status *after* it succeeds. On a replay,
+actions whose outcome is already recorded are skipped; an action that was in flight when the
+process died runs again, which is why every action is itself idempotent (denying a credential
+twice, evicting a pod that is already gone).
+
+``mode: Audit`` and every safeguard reach here as a disposition that allows nothing but Notify.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from identity_risk.api import v1alpha1 as v1
+from identity_risk.domain import ActionType, Identity
+from identity_risk.enforce.authorization import AuthorizationState, Block, BlockKind
+from identity_risk.kube import Kube, KubeError, ObjectRef
+from identity_risk.policy import Decision, Disposition
+from identity_risk.record.chain import Link
+from identity_risk.record.decisions import chain_payload, decision_name, manifest, risk_decision
+from identity_risk.record.log import DecisionLog
+
+log = logging.getLogger(__name__)
+
+CREDENTIAL_EVIDENCE = "credentialID"
+POD_EVIDENCE = "tokenPod"
+
+
+class AuthorizationBook:
+    """The authorization state the webhook answers from, shared between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = AuthorizationState()
+
+    @property
+    def state(self) -> AuthorizationState:
+        return self._state  # an immutable value: reading the reference needs no lock
+
+    def put(self, decision: str, blocks: Iterable[Block]) -> None:
+        with self._lock:
+            self._state = self._state.replace_decision(decision, blocks)
+
+    def add(self, blocks: Iterable[Block]) -> None:
+        with self._lock:
+            self._state = self._state.with_blocks(blocks)
+
+    def release(self, decision: str) -> None:
+        with self._lock:
+            self._state = self._state.without_decision(decision)
+
+
+def blocks_of(obj: v1.RiskDecision) -> list[Block]:
+    """The authorization blocks a recorded decision has in force (from its status)."""
+    if obj.status is None or obj.status.phase is v1.DecisionPhase.RELEASED:
+        return []
+    identity = Identity(obj.spec.identity.namespace, obj.spec.identity.service_account_name)
+    decision = f"{obj.metadata.get('namespace', '')}/{obj.metadata.get('name', '')}"
+    out: list[Block] = []
+    for outcome in obj.status.actions:
+        if outcome.phase is not v1.ActionPhase.SUCCEEDED:
+            continue
+        if outcome.type is ActionType.DENY_API_ACCESS:
+            out.append(
+                Block(BlockKind.DENY_IDENTITY, identity, decision=decision, until=outcome.until)
+            )
+        elif outcome.type is ActionType.REVOKE_TOKEN:
+            out.extend(
+                Block(
+                    BlockKind.DENY_CREDENTIAL,
+                    identity,
+                    decision=decision,
+                    credential_id=cred,
+                    until=outcome.until,
+                )
+                for cred in outcome.credentials
+            )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    phase: v1.ActionPhase
+    message: str
+    changed: tuple[str, ...] = ()
+    credentials: tuple[str, ...] = ()
+    until: datetime | None = None
+
+
+Poster = Callable[[str, Mapping[str, Any]], None]
+
+
+def post_json(url: str, body: Mapping[str, Any]) -> None:
+    """POST a decision to a notification webhook (5 s timeout)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        response.read()
+
+
+@dataclass
+class Executor:
+    """Records and carries out decisions against the API server."""
+
+    kube: Kube
+    decision_log: DecisionLog
+    book: AuthorizationBook
+    clock: Callable[[], datetime]
+    policies: Callable[[str], v1.IdentityRiskPolicy | None]
+    post: Poster = post_json
+    on_outcome: Callable[[ActionType, v1.ActionPhase], None] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def execute(self, decision: Decision, *, service_account_uid: str = "") -> v1.RiskDecision:
+        """Record ``decision`` and run its actions; safe to call again for the same decision."""
+        with self._lock:
+            return self._execute(decision, service_account_uid)
+
+    def _execute(self, decision: Decision, sa_uid: str) -> v1.RiskDecision:
+        obj = risk_decision(decision, service_account_uid=sa_uid)
+        namespace = decision.identity.namespace
+        name = str(obj.metadata["name"])
+        stored = v1.RiskDecision.model_validate(
+            self.kube.create_custom("RiskDecision", namespace, manifest(obj))
+        )
+        link = self.decision_log.append(chain_payload(stored))
+        status = stored.status or v1.RiskDecisionStatus()
+        outcomes = {(i, o.type): o for i, o in enumerate(status.actions)}
+        if status.chain is None:
+            status = self._patch(namespace, name, {"chain": _chain(link), "phase": "Executing"})
+        executable = decision.actions_to_execute
+        recorded: list[v1.ActionOutcome] = list(status.actions)
+        for index, action in enumerate(decision.actions):
+            if (index, action.type) in outcomes:
+                continue  # done before a restart: never act twice
+            if any(a is action for a in executable):
+                outcome = self._run(action, decision, stored)
+            else:
+                outcome = Outcome(v1.ActionPhase.SKIPPED, _why_not(decision))
+            recorded.append(
+                v1.ActionOutcome(
+                    type=action.type,
+                    phase=outcome.phase,
+                    message=outcome.message,
+                    changed=list(outcome.changed),
+                    credentials=list(outcome.credentials),
+                    until=outcome.until,
+                    at=self.clock(),
+                )
+            )
+            status = self._patch(namespace, name, {"actions": _dump_list(recorded)})
+            if self.on_outcome is not None:
+                self.on_outcome(action.type, outcome.phase)
+        phase = _final_phase(decision, recorded)
+        status = self._patch(namespace, name, {"phase": phase.value})
+        final = stored.model_copy(update={"status": status})
+        self.book.put(f"{namespace}/{name}", blocks_of(final))
+        self._event(decision, final)
+        return final
+
+    # --- actions ------------------------------------------------------------------------------
+
+    def _run(self, action: v1.Action, decision: Decision, obj: v1.RiskDecision) -> Outcome:
+        try:
+            if action.type is ActionType.NOTIFY:
+                return self._notify(decision, obj)
+            if action.type is ActionType.DENY_API_ACCESS:
+                return self._deny(action, decision)
+            if action.type is ActionType.REVOKE_TOKEN:
+                return self._revoke(action, decision)
+        except KubeError as exc:
+            return Outcome(v1.ActionPhase.FAILED, str(exc))
+        return Outcome(
+            v1.ActionPhase.SKIPPED,
+            f"{action.type.value} is not carried out by this version of the operator; "
+            "the decision is recorded",
+        )
+
+    def _notify(self, decision: Decision, obj: v1.RiskDecision) -> Outcome:
+        policy = self.policies(decision.policy)
+        targets = [w.url for w in policy.spec.notification.webhooks] if policy else []
+        body = {"kind": "RiskDecision", "decision": manifest(obj)}
+        failed = []
+        for url in targets:
+            try:
+                self.post(url, body)
+            except OSError as exc:
+                failed.append(f"{url}: {exc}")
+        if failed:
+            return Outcome(v1.ActionPhase.FAILED, "notification failed: " + "; ".join(failed))
+        return Outcome(
+            v1.ActionPhase.SUCCEEDED,
+            f"Event recorded; {len(targets)} webhook(s) notified",
+            changed=tuple(f"webhook {u}" for u in targets),
+        )
+
+    def _until(self, action: v1.Action, decision: Decision) -> datetime | None:
+        if action.duration is None:
+            return None
+        return decision.at + v1.parse_duration(action.duration)
+
+    def _deny(self, action: v1.Action, decision: Decision) -> Outcome:
+        until = self._until(action, decision)
+        return Outcome(
+            v1.ActionPhase.SUCCEEDED,
+            f"authorization webhook denies {decision.identity}"
+            + (f" until {until.isoformat()}" if until else " until released"),
+            changed=(f"authorization: deny {decision.identity}",),
+            until=until,
+        )
+
+    def _revoke(self, action: v1.Action, decision: Decision) -> Outcome:
+        credentials = _evidence_values(decision, CREDENTIAL_EVIDENCE)
+        pods = _evidence_values(decision, POD_EVIDENCE)
+        if not credentials and not pods:
+            return Outcome(
+                v1.ActionPhase.SKIPPED, "no token named in the evidence: nothing to revoke"
+            )
+        # Deny the credentials first: from here on the leaked token is useless, whatever the
+        # eviction below does. Then evict the bound pods so their controllers re-create them
+        # with fresh tokens.
+        self.book.add(
+            Block(
+                BlockKind.DENY_CREDENTIAL,
+                decision.identity,
+                decision=f"{decision.identity.namespace}/{decision_name(decision)}",
+                credential_id=cred,
+            )
+            for cred in credentials
+        )
+        changed = [f"authorization: deny credential {c}" for c in credentials]
+        messages = []
+        for pod in pods:
+            namespace, _, name = pod.partition("/")
+            result = self.kube.evict(namespace or decision.identity.namespace, name)
+            changed.append(f"pod {pod}: {result}")
+            messages.append(f"pod {pod} {result}")
+        return Outcome(
+            v1.ActionPhase.SUCCEEDED,
+            f"denied {len(credentials)} credential(s)"
+            + (f"; {', '.join(messages)}" if messages else ""),
+            changed=tuple(changed),
+            credentials=tuple(credentials),
+        )
+
+    # --- records ------------------------------------------------------------------------------
+
+    def _patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> v1.RiskDecisionStatus:
+        obj = self.kube.patch_custom_status("RiskDecision", namespace, name, status)
+        return v1.RiskDecisionStatus.model_validate(obj.get("status") or {})
+
+    def _event(self, decision: Decision, obj: v1.RiskDecision) -> None:
+        status = obj.status or v1.RiskDecisionStatus()
+        done = ", ".join(f"{o.type.value}={o.phase.value}" for o in status.actions) or "none"
+        message = (
+            f"{decision.identity}: score {decision.score} ({decision.confidence.label}), band "
+            f"{decision.band} (was {decision.previous_band or 'none'}), policy {decision.policy} "
+            f"[{decision.mode.value}]; actions: {done}; top signal: {decision.top_signal or '-'}"
+        )
+        ref = ObjectRef(
+            api_version=v1.API_VERSION,
+            kind="RiskDecision",
+            namespace=decision.identity.namespace,
+            name=str(obj.metadata["name"]),
+            uid=str(obj.metadata.get("uid", "")),
+        )
+        warning = decision.disposition is Disposition.ACT
+        self.kube.event(
+            regarding=ref, reason="RiskDecision", message=message, warning=warning, now=self.clock()
+        )
+
+
+def _evidence_values(decision: Decision, key: str) -> list[str]:
+    seen: dict[str, None] = {}
+    for contribution in decision.evidence:
+        value = contribution.signal.evidence.get(key)
+        if value:
+            seen[value] = None
+    return list(seen)
+
+
+def _chain(link: Link) -> dict[str, Any]:
+    return {
+        "index": link.index,
+        "hash": link.hash,
+        "previousHash": link.previous_hash,
+        "signature": link.signature,
+        "keyId": link.key_id,
+    }
+
+
+def _dump_list(outcomes: Sequence[v1.ActionOutcome]) -> list[dict[str, Any]]:
+    return [o.model_dump(by_alias=True, exclude_none=True, mode="json") for o in outcomes]
+
+
+def _why_not(decision: Decision) -> str:
+    reasons = {
+        Disposition.AUDIT: "policy is in Audit mode: recorded, not acted on",
+        Disposition.PROTECTED: "identity is protected: never acted on",
+        Disposition.EXEMPT: "identity has an active RiskException",
+        Disposition.CIRCUIT_OPEN: "circuit breaker open: enforcement paused",
+        Disposition.RATE_LIMITED: "cluster-wide action rate limit reached",
+        Disposition.NO_CHANGE: "no escalation",
+    }
+    return reasons.get(decision.disposition, decision.disposition.value)
+
+
+def _final_phase(decision: Decision, outcomes: Sequence[v1.ActionOutcome]) -> v1.DecisionPhase:
+    if decision.disposition is not Disposition.ACT:
+        return v1.DecisionPhase.AUDITED
+    if any(o.phase is v1.ActionPhase.FAILED for o in outcomes):
+        return v1.DecisionPhase.FAILED
+    return v1.DecisionPhase.ENFORCED

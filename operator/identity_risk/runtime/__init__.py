@@ -1,0 +1,1 @@
+"""Runtime: kopf handlers, the live inventory and the live engine that wire the core to a cluster."""
