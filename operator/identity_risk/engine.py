@@ -14,10 +14,10 @@ only the detectors.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from identity_risk.api.v1alpha1 import IdentityRiskPolicy, RiskException
 from identity_risk.domain import Identity, Signal
@@ -36,6 +36,13 @@ from identity_risk.policy import (
     select_policy,
 )
 from identity_risk.scoring import Score, ScoringConfig, SignalLedger, Suppression, score_identity
+from identity_risk.signals import (
+    Detectors,
+    IdentityStates,
+    Inventory,
+    PrivilegeLevel,
+    privilege_level,
+)
 
 DEFAULT_TICK = timedelta(minutes=5)
 
@@ -51,13 +58,104 @@ class SignalSource(Protocol):
         """What the identity could do, in [0, 1] (0: nothing notable, 1: cluster-admin)."""
         ...
 
-    def posture(self, identity: Identity) -> Sequence[Signal]:
+    def posture(self, identity: Identity, *, now: datetime) -> Sequence[Signal]:
         """The identity's posture signals in the current inventory snapshot."""
         ...
 
     def context(self, identity: Identity) -> IdentityContext:
         """Labels and owner of the identity, from the current inventory snapshot."""
         ...
+
+
+OWNER_ANNOTATION = "identityrisk.dev/owner"
+
+
+class DetectorSource:
+    """The built-in ``SignalSource``: helper detectors, identity states and one inventory.
+
+    Namespace labels and ServiceAccount labels (for policy selectors) are read from the same
+    objects the inventory is built from; the owner comes from the ``identityrisk.dev/owner``
+    annotation of the ServiceAccount, else of its namespace.
+    """
+
+    __slots__ = ("_contexts", "_detectors", "_ns", "_privilege", "_sa", "inventory", "states")
+
+    def __init__(
+        self,
+        *,
+        inventory: Inventory,
+        objects: Iterable[Mapping[str, Any]] = (),
+        detectors: Detectors | None = None,
+        states: IdentityStates | None = None,
+    ) -> None:
+        self.inventory = inventory
+        self._detectors = detectors or Detectors()
+        self.states = states if states is not None else IdentityStates()
+        self._privilege: dict[Identity, float] = {}
+        self._contexts: dict[Identity, IdentityContext] = {}
+        self._ns: dict[str, tuple[Mapping[str, str], str]] = {}
+        self._sa: dict[Identity, tuple[Mapping[str, str], str]] = {}
+        for obj in _flatten(objects):
+            meta = obj.get("metadata") or {}
+            labels = dict(meta.get("labels") or {})
+            owner = str((meta.get("annotations") or {}).get(OWNER_ANNOTATION, ""))
+            if obj.get("kind") == "Namespace":
+                self._ns[str(meta.get("name", ""))] = (labels, owner)
+            elif obj.get("kind") == "ServiceAccount":
+                ident = Identity(
+                    namespace=str(meta.get("namespace", "")), name=str(meta.get("name", ""))
+                )
+                self._sa[ident] = (labels, owner)
+
+    def observe(self, record: AuditRecord) -> Sequence[Signal]:
+        return self._detectors.observe(record, self.states, self.inventory)
+
+    def privilege(self, identity: Identity) -> float:
+        p = self._privilege.get(identity)
+        if p is None:
+            level = privilege_level(identity, self.inventory)
+            p = self._privilege[identity] = level / max(PrivilegeLevel)
+        return p
+
+    def posture(self, identity: Identity, *, now: datetime) -> Sequence[Signal]:
+        return self._detectors.posture(
+            identity, self.inventory, now=now, state=self.states.find(identity)
+        )
+
+    def context(self, identity: Identity) -> IdentityContext:
+        ctx = self._contexts.get(identity)
+        if ctx is None:
+            ns_labels, ns_owner = self._ns.get(identity.namespace, ({}, ""))
+            sa_labels, sa_owner = self._sa.get(identity, ({}, ""))
+            ctx = self._contexts[identity] = IdentityContext(
+                identity=identity,
+                namespace_labels=ns_labels,
+                service_account_labels=sa_labels,
+                pod_labels=tuple(p.labels for p in self.inventory.pods_of(identity)),
+                owner=sa_owner or ns_owner,
+            )
+        return ctx
+
+
+def build_source(
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    pod_cidrs: Iterable[str] = (),
+    node_cidrs: Iterable[str] = (),
+    detectors: Detectors | None = None,
+) -> DetectorSource:
+    """The built-in source over Kubernetes objects (as JSON dicts)."""
+    inventory = Inventory.from_objects(objects, pod_cidrs=pod_cidrs, node_cidrs=node_cidrs)
+    return DetectorSource(inventory=inventory, objects=objects, detectors=detectors)
+
+
+def _flatten(objects: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    for obj in objects:
+        items = obj.get("items")
+        if isinstance(items, list) and str(obj.get("kind", "")).endswith("List"):
+            yield from (i for i in items if isinstance(i, Mapping))
+        else:
+            yield obj
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,7 +239,7 @@ class Engine:
             return None
         if identity not in self._posture_loaded:
             self._posture_loaded.add(identity)
-            self.ledger.set_posture(identity, self.source.posture(identity))
+            self.ledger.set_posture(identity, self.source.posture(identity, now=now))
         active = active_exceptions(self.exceptions, ctx=ctx, now=now)
         signals: Iterable[Signal] = self.ledger.signals(identity)
         if active:
