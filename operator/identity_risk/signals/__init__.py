@@ -39,6 +39,22 @@ from identity_risk.signals.rbac import (
 )
 from identity_risk.signals.state import BaselineConfig, IdentityState, IdentityStates
 
+# Who/where anomalies: a request that raised one is never learned, even during warm-up, so an
+# attacker active during warm-up cannot make their client or network part of the baseline. What
+# an identity does is learned during warm-up (that is the warm-up's purpose).
+_UNTRUSTED_ORIGIN = frozenset(
+    {
+        SignalType.TOKEN_REPLAY.value,
+        SignalType.IMPOSSIBLE_TRAVEL.value,
+        SignalType.ANOMALOUS_LOCATION.value,
+        SignalType.HUMAN_USE.value,
+    }
+)
+
+
+def _taints_baseline(signal: Signal) -> bool:
+    return signal.type in _UNTRUSTED_ORIGIN or signal.confidence is Confidence.HIGH
+
 
 class Detectors:
     """All detectors under one configuration: the single entry point of this package."""
@@ -84,7 +100,7 @@ class Detectors:
             external=location is not None and location.kind == "external",
             sensitive=is_sensitive(record, identity),
             forbid_window=self.config.forbid_window.total_seconds(),
-            suspicious=any(s.confidence >= Confidence.MEDIUM for s in signals),
+            suspicious=bool(signals) and any(_taints_baseline(s) for s in signals),
         )
         return signals
 

@@ -229,6 +229,8 @@ def detect_impossible_travel(
     seen = state.credentials.get(credential)
     if not seen:
         return []
+    if len(seen) == 1 and next(iter(seen.values()))[0] == record.source_ip:
+        return []
     location = inventory.locate(record.source_ip)
     if location.kind == "unknown" or (len(seen) == 1 and location.network in seen):
         return []
@@ -443,9 +445,11 @@ def detect_rate_deviation(
 ) -> list[Signal]:
     """The request rate crosses well above the learned per-window peak (after warm-up)."""
     baseline = config.baseline
-    count = state.count_in_rate_bucket(record.epoch, baseline)
     limit = state.rate_limit(baseline)
-    if count != math.floor(limit) + 1 or not state.is_warm(record.epoch, baseline):
+    if state.rate_count < math.floor(limit) or not state.is_warm(record.epoch, baseline):
+        return []  # cheap pre-check: even counting this request cannot cross the limit
+    count = state.count_in_rate_bucket(record.epoch, baseline)
+    if count != math.floor(limit) + 1:
         return []
     window = baseline.rate_window.total_seconds()
     return [

@@ -244,14 +244,15 @@ class Inventory:
 
     # --- lookups (memoised) ----------------------------------------------------------------
 
+    def __post_init__(self) -> None:
+        for name, build in _INDEXES.items():
+            self._cache[name] = build(self)
+
     def _index(self, name: str) -> Any:
-        cached = self._cache.get(name)
-        if cached is None:
-            cached = self._cache[name] = _INDEXES[name](self)
-        return cached
+        return self._cache[name]
 
     def pod_by_uid(self, uid: str) -> Pod | None:
-        index: dict[str, Pod] = self._index("pod_uid")
+        index: dict[str, Pod] = self._cache["pod_uid"]
         return index.get(uid)
 
     def pod(self, namespace: str, name: str) -> Pod | None:
@@ -259,7 +260,7 @@ class Inventory:
         return index.get((namespace, name))
 
     def node(self, name: str) -> Node | None:
-        index: dict[str, Node] = self._index("node")
+        index: dict[str, Node] = self._cache["node"]
         return index.get(name)
 
     def pods_of(self, identity: Identity) -> tuple[Pod, ...]:
@@ -302,7 +303,7 @@ class Inventory:
 
     def locate(self, ip: str) -> Location:
         """Where a source IP is: a pod network, a node, or outside (keyed by its /24 or /64)."""
-        cache: dict[str, Location] = self._index("locations")
+        cache: dict[str, Location] = self._cache["locations"]
         found = cache.get(ip)
         if found is None:
             if len(cache) >= _LOCATION_CACHE_LIMIT:

@@ -102,6 +102,10 @@ def _epoch(value: Any, field: str) -> float:
     return parsed.timestamp()
 
 
+def _last_use(seen: Mapping[str, tuple[str, float]]) -> float:
+    return max((t for _, t in seen.values()), default=0.0)
+
+
 def _opt_epoch(value: Any, field: str) -> float | None:
     return None if value is None else _epoch(value, field)
 
@@ -259,23 +263,26 @@ class IdentityState:
     def _remember_credential(
         self, credential: str, network: str, ip: str, epoch: float, config: BaselineConfig
     ) -> None:
-        seen = self.credentials.get(credential)
+        # ``credentials`` is kept in least-recently-used order: the first key is evicted.
+        credentials = self.credentials
+        seen = credentials.pop(credential, None)
         if seen is None:
             if config.max_credentials == 0:
                 return
-            if len(self.credentials) >= config.max_credentials:
-                stalest = min(
-                    self.credentials, key=lambda c: max(t for _, t in self.credentials[c].values())
-                )
-                del self.credentials[stalest]
-            seen = self.credentials[credential] = {}
-        if network not in seen and len(seen) >= config.max_locations_per_credential:
-            if config.max_locations_per_credential == 0:
-                return
-            del seen[min(seen, key=lambda n: seen[n][1])]
+            while len(credentials) >= config.max_credentials:
+                del credentials[next(iter(credentials))]
+            seen = {}
+        credentials[credential] = seen
         previous = seen.get(network)
-        if previous is None or epoch >= previous[1]:
-            seen[network] = (ip, epoch)
+        if previous is not None:
+            if epoch >= previous[1]:
+                seen[network] = (ip, epoch)
+            return
+        if config.max_locations_per_credential == 0:
+            return
+        while len(seen) >= config.max_locations_per_credential:
+            del seen[min(seen, key=lambda n: seen[n][1])]
+        seen[network] = (ip, epoch)
 
     # --- persistence -----------------------------------------------------------------------
 
@@ -296,7 +303,7 @@ class IdentityState:
                 cred: {
                     net: {"ip": ip, "lastSeen": _iso(t)} for net, (ip, t) in sorted(seen.items())
                 }
-                for cred, seen in sorted(self.credentials.items())
+                for cred, seen in self.credentials.items()
             },
             "rate": {"window": self.rate_bucket, "count": self.rate_count, "peak": self.rate_peak},
             "forbidden": {"window": self.forbid_bucket, "count": self.forbid_count},
@@ -349,17 +356,15 @@ class IdentityState:
             state.operations = set(sorted(state.operations)[: config.max_operations])
             state.user_agents = set(sorted(state.user_agents)[: config.max_user_agents])
             state.networks = set(sorted(state.networks)[: config.max_networks])
-            creds = sorted(
-                state.credentials.items(),
-                key=lambda kv: -max((t for _, t in kv[1].values()), default=0.0),
-            )
+            # Keep the most recently seen, stored least recently used first.
+            recent = sorted(state.credentials.items(), key=lambda kv: -_last_use(kv[1]))
             state.credentials = {
                 cred: dict(
-                    sorted(seen.items(), key=lambda kv: -kv[1][1])[
-                        : config.max_locations_per_credential
+                    sorted(seen.items(), key=lambda kv: kv[1][1])[
+                        -config.max_locations_per_credential or len(seen) :
                     ]
                 )
-                for cred, seen in creds[: config.max_credentials]
+                for cred, seen in reversed(recent[: config.max_credentials])
             }
         return state
 
