@@ -118,3 +118,47 @@ class Signal:
     evidence: Mapping[str, str] = field(default_factory=dict)
     owasp_nhi: str = ""
     nist_csf: str = ""
+
+
+def signal_to_dict(signal: Signal) -> dict[str, object]:
+    """A signal as JSON-able data (for persisting scorer state in WorkloadIdentityRisk status)."""
+    return {
+        "type": signal.type,
+        "identity": str(signal.identity),
+        "kind": signal.kind.value,
+        "weight": signal.weight,
+        "confidence": signal.confidence.label,
+        "observedAt": signal.observed_at.isoformat(),
+        "key": signal.key,
+        "summary": signal.summary,
+        "evidence": dict(signal.evidence),
+        "owaspNhi": signal.owasp_nhi,
+        "nistCsf": signal.nist_csf,
+    }
+
+
+def signal_from_dict(data: Mapping[str, object]) -> Signal:
+    """The inverse of ``signal_to_dict``; raises ValueError naming what is wrong."""
+    try:
+        namespace, _, name = str(data["identity"]).partition("/")
+        evidence = data.get("evidence") or {}
+        if not isinstance(evidence, Mapping):
+            raise ValueError("evidence must be a mapping")
+        weight = data["weight"]
+        if not isinstance(weight, int | float):
+            raise ValueError("weight must be a number")
+        return Signal(
+            type=str(data["type"]),
+            identity=Identity(namespace=namespace, name=name),
+            kind=SignalKind(str(data["kind"])),
+            weight=float(weight),
+            confidence=Confidence.parse(str(data["confidence"])),
+            observed_at=datetime.fromisoformat(str(data["observedAt"])),
+            key=str(data["key"]),
+            summary=str(data.get("summary", "")),
+            evidence={str(k): str(v) for k, v in evidence.items()},
+            owasp_nhi=str(data.get("owaspNhi", "")),
+            nist_csf=str(data.get("nistCsf", "")),
+        )
+    except KeyError as exc:
+        raise ValueError(f"stored signal lacks {exc}") from None

@@ -193,6 +193,22 @@ class Engine:
             (history_window(p.spec.safeguards) for p in self.policies), default=timedelta(0)
         )
 
+    def reconfigure(
+        self,
+        *,
+        policies: Sequence[IdentityRiskPolicy] | None = None,
+        exceptions: Sequence[RiskException] | None = None,
+    ) -> None:
+        """Take new policies or exceptions (the operator's watches call this on every change)."""
+        if policies is not None:
+            self.policies = tuple(policies)
+            self._configs.clear()
+            self._history = max(
+                (history_window(p.spec.safeguards) for p in self.policies), default=timedelta(0)
+            )
+        if exceptions is not None:
+            self.exceptions = tuple(exceptions)
+
     # --- inputs -------------------------------------------------------------------------------
 
     def observe(self, record: AuditRecord) -> list[Evaluation]:
