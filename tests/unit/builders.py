@@ -19,8 +19,16 @@ from typing import Any
 
 import msgspec
 
+from identity_risk.domain import Identity
 from identity_risk.ingest import AuditRecord, parse_event
 from identity_risk.ingest.dedupe import Deduplicator
+from identity_risk.signals import (
+    BaselineConfig,
+    DetectorConfig,
+    Detectors,
+    IdentityState,
+    Inventory,
+)
 
 T0 = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
 POD_CIDR = "10.244.0.0/16"
@@ -33,6 +41,12 @@ POD_UID = "6f1c2b9e-0000-4000-8000-000000000017"
 CREDENTIAL_ID = "JTI=4c1f0d0e-7a55-4a8e-9d2b-1e3f5a6b7c8d"
 APP_USER_AGENT = "shop-web/1.4.2 (linux/amd64) kubernetes/abc123"
 KUBECTL_USER_AGENT = "kubectl/v1.31.0 (linux/amd64) kubernetes/9edcffc"
+
+WEB = Identity(namespace="shop", name="web")
+FAST_WARMUP = DetectorConfig(
+    baseline=BaselineConfig(warmup=timedelta(minutes=10), warmup_min_requests=20)
+)
+"""A detector config whose warm-up fits in a test: 10 minutes and 20 requests."""
 
 _audit_ids = itertools.count(1)
 
@@ -397,3 +411,37 @@ def default_objects() -> list[JSON]:
         make_role(rules=[make_rule(["get", "list"], ["configmaps"])]),
         make_role_binding(),
     ]
+
+
+def make_inventory(*objects: Mapping[str, Any], defaults: bool = True) -> Inventory:
+    """An inventory of ``default_objects()`` (unless ``defaults=False``) plus ``objects``.
+
+    The cluster's pod CIDR (``POD_CIDR``) and node CIDR (``NODE_CIDR``) are always known.
+    """
+    base = default_objects() if defaults else []
+    return Inventory.from_objects([*base, *objects], pod_cidrs=[POD_CIDR], node_cidrs=[NODE_CIDR])
+
+
+def warm_state(
+    *,
+    identity: Identity = WEB,
+    requests: int = 60,
+    every: float = 30.0,
+    config: DetectorConfig | None = None,
+    inventory: Inventory | None = None,
+    **event: Any,
+) -> IdentityState:
+    """A state whose baseline has been learned from ``requests`` ordinary requests.
+
+    Requests are ``make_audit_event(**event)`` spaced ``every`` seconds apart ending just before
+    ``T0``; the default config's warm-up is shortened to fit (see ``FAST_WARMUP``).
+    """
+    config = config or FAST_WARMUP
+    inventory = inventory or make_inventory()
+    detectors = Detectors(config=config)
+    state = IdentityState.new(identity, now=T0 - timedelta(seconds=requests * every + 1))
+    sa = (identity.namespace, identity.name)
+    for i in range(requests):
+        record = make_record(sa=sa, at=-(requests - i) * every, **event)
+        detectors.observe(record, state, inventory)
+    return state
