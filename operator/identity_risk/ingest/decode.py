@@ -358,7 +358,11 @@ def parse_event(
 
     Never raises on malformed input: the outcome is counted in ``stats``.
     """
-    return _admit(_decode_one(data), stats or ParseStats(), dedupe or Deduplicator())
+    return _admit(
+        _decode_one(data),
+        stats if stats is not None else ParseStats(),
+        dedupe if dedupe is not None else Deduplicator(),
+    )
 
 
 def parse_event_list(
@@ -396,7 +400,8 @@ def parse_event_list(
         raise BatchRejected(f"audit batch has kind {kind!r}: expected EventList")
     if api_version and api_version != AUDIT_API_VERSION:
         raise BatchRejected(
-            f"audit batch has apiVersion {api_version!r}: expected {AUDIT_API_VERSION}"
+            f"audit batch has apiVersion {api_version!r}: expected an {AUDIT_API_VERSION} "
+            f"EventList (set the apiserver's --audit-webhook-version={AUDIT_API_VERSION})"
         )
     records: list[AuditRecord] = []
     append = records.append
