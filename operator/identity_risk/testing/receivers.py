@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 AuditEvent = dict[str, Any]
 
@@ -56,10 +57,11 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                if self.path == "/audit":
+                path = urlsplit(self.path).path  # the apiserver adds ?timeout=...
+                if path == "/audit":
                     receiver._record(body.get("items", []))
                     self._reply(200, {})
-                elif self.path == "/authorize":
+                elif path == "/authorize":
                     self._reply(200, receiver._review(body))
                 else:
                     self._reply(404, {"error": f"no such endpoint {self.path}"})
