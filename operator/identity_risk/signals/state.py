@@ -393,6 +393,10 @@ class IdentityStates:
     def find(self, identity: Identity) -> IdentityState | None:
         return self._states.get(identity)
 
+    def put(self, state: IdentityState) -> None:
+        """Adopt a state restored from storage (replaces any state of the same identity)."""
+        self._states[state.identity] = state
+
     def __iter__(self) -> Iterator[IdentityState]:
         return iter(self._states.values())
 
