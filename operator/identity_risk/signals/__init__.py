@@ -53,7 +53,9 @@ _UNTRUSTED_ORIGIN = frozenset(
 
 
 def _taints_baseline(signal: Signal) -> bool:
-    return signal.type in _UNTRUSTED_ORIGIN or signal.confidence is Confidence.HIGH
+    if signal.confidence is Confidence.HIGH:
+        return True
+    return signal.type in _UNTRUSTED_ORIGIN and signal.confidence is not Confidence.LOW
 
 
 class Detectors:

@@ -271,6 +271,9 @@ def detect_anomalous_location(
         return []
     if location.network in state.networks:
         return []
+    # With nothing learned yet there is no "usual" place to deviate from: report at Low, and let
+    # the baseline learn it (an external CI runner calls from outside from its first request).
+    first_sight = not state.networks
     return [
         make_signal(
             SignalType.ANOMALOUS_LOCATION,
@@ -280,6 +283,8 @@ def detect_anomalous_location(
             summary=f"request from {record.source_ip}, outside the cluster's pod and node networks",
             evidence=_evidence(record, network=location.network),
             config=config,
+            confidence=Confidence.LOW if first_sight else None,
+            scale=0.5 if first_sight else 1.0,
         )
     ]
 
