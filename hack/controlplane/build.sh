@@ -38,15 +38,16 @@ build_date="${build_date:-1970-01-01T00:00:00Z}"
 ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
+  # The proxy serves no commit hash; an empty gitCommit beats the "$Format:%H$" placeholder.
+  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date -X $pkg.gitCommit="
 done
 
 kube() {  # kube <cmd>: a command of k8s.io/kubernetes, built in our module pinned to the release
   (cd "$here/kubernetes" && go build -p "$jobs" -ldflags "$ldflags" -o "$bin/$1" "k8s.io/kubernetes/cmd/$1")
 }
 etcd() { (cd "$here/etcd" && go build -p "$jobs" -ldflags "-s -w" -o "$bin/etcd" .); }
-gotool() {  # gotool <module/cmd/path@version>
-  GOFLAGS="-trimpath -buildvcs=false" GOBIN="$bin" go install -p "$jobs" -ldflags "-s -w" "$1"
+gotool() {  # gotool <module/cmd/path@version> [extra ldflags]
+  GOFLAGS="-trimpath -buildvcs=false" GOBIN="$bin" go install -p "$jobs" -ldflags "-s -w ${2:-}" "$1"
 }
 
 step etcd etcd
@@ -55,6 +56,19 @@ step kube-controller-manager kube kube-controller-manager
 step kube-scheduler kube kube-scheduler
 step kubectl kube kubectl
 step kwok gotool "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-step helm gotool "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+# kwok fakes nothing until it is given stages; take the same defaults kwokctl uses from the
+# kwok module itself (node: initialize + heartbeat with lease; pod: ready, complete, delete).
+stages="$bin/../kwok-stages.yaml"
+if [ "$force" = 1 ] || [ ! -s "$stages" ]; then
+  kwok_dir="$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+           pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    echo "---"; cat "$kwok_dir/kustomize/stage/$f.yaml"
+  done > "$stages.tmp" && mv "$stages.tmp" "$stages"
+  echo "[controlplane] kwok stages: written to $stages"
+fi
+step helm gotool "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" \
+  "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 echo "[controlplane] all binaries present after $((SECONDS - start))s"
 echo "$bin"
