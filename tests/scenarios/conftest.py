@@ -1,0 +1,6 @@
+"""The scenario corpus reuses the unit tests' builders (``tests/unit/builders.py``)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
