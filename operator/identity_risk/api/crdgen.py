@@ -75,7 +75,8 @@ KINDS: tuple[Kind, ...] = (
         "responses each band orders.",
         columns=(
             Column("Mode", ".spec.mode", description="Audit records only; Enforce acts."),
-            Column("Bands", ".spec.bands[*].name", description="Band names, lowest first."),
+            Column("Priority", ".spec.priority", "integer"),
+            Column("Top band", ".spec.bands[-1:].name", description="The highest band."),
             Column("Covered", ".status.identitiesCovered", "integer"),
             AGE,
         ),

@@ -95,6 +95,12 @@ class InventoryStore:
             if self._objects.pop(_key(obj), None) is not None:
                 self._version += 1
 
+    def context_objects(self) -> list[dict[str, Any]]:
+        """Namespaces and ServiceAccounts: where policy selectors and owners are read from."""
+        with self._lock:
+            sas = [o for k, o in self._objects.items() if k[0] == "ServiceAccount"]
+            return [*self._namespaces.values(), *sas]
+
     def namespace(self, name: str) -> Mapping[str, Any]:
         with self._lock:
             return self._namespaces.get(name, {})

@@ -1,0 +1,454 @@
+"""The running operator's heart: audit batches in, decisions carried out, state kept.
+
+Threads, and why:
+
+* kopf's event loop (the caller's) feeds the inventory store, policies, exceptions, external
+  signals and recorded decisions. It never parses audit events.
+* The webhook server has its own loop for ``/authorize`` (on every API request's path: it only
+  reads an immutable authorization state) and its own thread for ``/audit`` batches, which run
+  the core under the engine lock.
+* One executor thread carries decisions out in order, so API calls never block scoring.
+* One background thread ticks decay and flushes ``WorkloadIdentityRisk`` status.
+
+What the scorer needs to resume (each identity's baseline state, its live behavioural signals and
+its band) is persisted in ``WorkloadIdentityRisk.status.scorerState`` and restored on start, so a
+restart loses neither scores nor the hysteresis that keeps decisions from repeating.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from identity_risk.api import v1alpha1 as v1
+from identity_risk.domain import (
+    Confidence,
+    Identity,
+    Signal,
+    SignalKind,
+    signal_from_dict,
+    signal_to_dict,
+)
+from identity_risk.enforce.authorization import NO_OPINION, Request, review
+from identity_risk.enforce.executor import AuthorizationBook, Executor, blocks_of
+from identity_risk.engine import DetectorSource, Engine, Evaluation
+from identity_risk.ingest import AuditRecord, Deduplicator, ParseStats, parse_event_list
+from identity_risk.ingest import BatchRejected as NotAnEventList
+from identity_risk.kube import Kube, KubeError, owner_reference
+from identity_risk.metrics import Metrics
+from identity_risk.policy import BandState, Decision, Disposition, OperatorSelf
+from identity_risk.record.decisions import decision_name
+from identity_risk.runtime.store import InventoryStore
+from identity_risk.signals import Detectors, IdentityStates
+from identity_risk.signals.state import IdentityState
+from identity_risk.webhook import AuditAck, BatchRejected
+
+log = logging.getLogger(__name__)
+
+SCORER_STATE_VERSION = 1
+MAX_STATUS_SIGNALS = 10
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LiveSource:
+    """The engine's ``SignalSource`` over the live inventory.
+
+    A ``DetectorSource`` answers for one inventory snapshot; this one swaps it for a new one
+    whenever the watched objects change, keeping the identity states (the baselines) across.
+    """
+
+    def __init__(
+        self, *, store: InventoryStore, detectors: Detectors, states: IdentityStates
+    ) -> None:
+        self.store = store
+        self.detectors = detectors
+        self.states = states
+        self._current: DetectorSource | None = None
+
+    def _source(self, *, fresh: bool = False) -> DetectorSource:
+        snapshot = self.store.snapshot(fresh=fresh)
+        if self._current is None or self._current.inventory is not snapshot:
+            self._current = DetectorSource(
+                inventory=snapshot,
+                objects=self.store.context_objects(),
+                detectors=self.detectors,
+                states=self.states,
+            )
+        return self._current
+
+    def inventory(self) -> Any:
+        """The current inventory snapshot."""
+        return self._source().inventory
+
+    def observe(self, record: AuditRecord) -> Sequence[Signal]:
+        source = self._source()
+        if record.pod_uid and source.inventory.pod_by_uid(record.pod_uid) is None:
+            source = self._source(fresh=True)  # a pod newer than the snapshot: do not guess
+        return source.observe(record)
+
+    def privilege(self, identity: Identity) -> float:
+        return self._source().privilege(identity)
+
+    def posture(self, identity: Identity, *, now: datetime) -> Sequence[Signal]:
+        return self._source().posture(identity, now=now)
+
+    def context(self, identity: Identity) -> Any:
+        return self._source().context(identity)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConfig:
+    operator: OperatorSelf
+    tick: timedelta = timedelta(seconds=15)
+    flush: timedelta = timedelta(seconds=2)
+
+
+class LiveOperator:
+    """Everything between the watches, the webhooks and the API server writes."""
+
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        store: InventoryStore,
+        executor_factory: Callable[[AuthorizationBook], Executor],
+        metrics: Metrics,
+        config: LiveConfig,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.kube = kube
+        self.store = store
+        self.metrics = metrics
+        self.config = config
+        self.clock = clock
+        self.book = AuthorizationBook()
+        self.executor = executor_factory(self.book)
+        self.states = IdentityStates()
+        self.detectors = Detectors()
+        self.source = LiveSource(store=store, detectors=self.detectors, states=self.states)
+        self.engine = Engine(policies=(), source=self.source, operator=config.operator)
+        self.stats = ParseStats()
+        self.dedupe = Deduplicator()
+        self._policies: dict[str, v1.IdentityRiskPolicy] = {}
+        self._exceptions: dict[tuple[str, str], v1.RiskException] = {}
+        self._lock = threading.RLock()
+        self._dirty: dict[Identity, Evaluation] = {}
+        self._enforcement: dict[Identity, tuple[v1.EnforcementState, str]] = {}
+        self._work: queue.Queue[Decision | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.ready = threading.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name, target in (("executor", self._execute_loop), ("ticker", self._tick_loop)):
+            thread = threading.Thread(target=target, name=f"identity-risk-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._work.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._flush()
+
+    # --- inputs from the watches --------------------------------------------------------------
+
+    def set_policy(self, body: Mapping[str, Any], *, deleted: bool = False) -> str | None:
+        """Take a policy from the watch; returns a problem to report, or None."""
+        name = str((body.get("metadata") or {}).get("name", ""))
+        with self._lock:
+            if deleted:
+                self._policies.pop(name, None)
+            else:
+                try:
+                    self._policies[name] = v1.IdentityRiskPolicy.model_validate(body)
+                except ValueError as exc:
+                    self._policies.pop(name, None)
+                    return f"policy {name} ignored: {exc}"
+            self.engine.reconfigure(policies=sorted(self._policies.values(), key=lambda p: p.name))
+        return None
+
+    def policy(self, name: str) -> v1.IdentityRiskPolicy | None:
+        return self._policies.get(name)
+
+    def set_exception(self, body: Mapping[str, Any], *, deleted: bool = False) -> str | None:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        with self._lock:
+            if deleted:
+                self._exceptions.pop(key, None)
+            else:
+                try:
+                    self._exceptions[key] = v1.RiskException.model_validate(body)
+                except ValueError as exc:
+                    return f"exception {key[0]}/{key[1]} ignored: {exc}"
+            self.engine.reconfigure(exceptions=list(self._exceptions.values()))
+        return None
+
+    def add_external_signal(self, body: Mapping[str, Any]) -> None:
+        """An IdentitySignal object becomes a signal in its identity's ledger."""
+        obj = v1.IdentitySignal.model_validate(body)
+        spec = obj.spec
+        namespace = str(obj.metadata.get("namespace", ""))
+        observed = spec.observed_at or _created(obj.metadata) or self.clock()
+        evidence = dict(spec.evidence) | {"source": spec.source}
+        if spec.credential_id:
+            evidence["credentialID"] = spec.credential_id
+        signal = Signal(
+            type=spec.type,
+            identity=Identity(namespace=namespace, name=spec.service_account_name),
+            kind=SignalKind.EXTERNAL,
+            weight=spec.weight if spec.weight is not None else 40.0,
+            confidence=Confidence.parse(spec.confidence.value),
+            observed_at=observed,
+            key=f"external:{obj.metadata.get('name', '')}",
+            summary=spec.summary or f"{spec.type} reported by {spec.source}",
+            evidence=evidence,
+        )
+        with self._lock:
+            evaluations = self.engine.add_signals([signal], now=self.clock())
+        self._handle(evaluations)
+
+    def observe_decision(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """Every replica keeps the authorization state from the recorded decisions."""
+        meta = body.get("metadata") or {}
+        key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        if deleted:
+            self.book.release(key)
+            return
+        try:
+            obj = v1.RiskDecision.model_validate(body)
+        except ValueError:
+            log.warning("RiskDecision %s could not be read; its blocks are not applied", key)
+            return
+        self.book.put(key, blocks_of(obj))
+
+    def restore(self, body: Mapping[str, Any]) -> None:
+        """Resume an identity's scorer state from its WorkloadIdentityRisk status."""
+        status = body.get("status") or {}
+        saved = status.get("scorerState") or {}
+        if saved.get("version") != SCORER_STATE_VERSION:
+            return
+        try:
+            state = IdentityState.from_dict(saved["state"])
+            signals = [signal_from_dict(s) for s in saved.get("signals", [])]
+            band = saved.get("band") or {}
+        except (KeyError, ValueError, TypeError) as exc:
+            name = (body.get("metadata") or {}).get("name")
+            log.warning("scorer state of %s could not be restored: %s", name, exc)
+            return
+        with self._lock:
+            self.states.put(state)
+            for signal in signals:
+                self.engine.ledger.observe(signal)
+            if band.get("since"):
+                self.engine.bands[state.identity] = BandState(
+                    band=band.get("band"), since=datetime.fromisoformat(band["since"])
+                )
+
+    # --- the audit path -----------------------------------------------------------------------
+
+    def on_audit(self, body: bytes) -> AuditAck:
+        """One audit webhook batch: parse, score, decide. Malformed events are counted, never
+        raised; a body that is not an EventList is refused."""
+        stats = ParseStats()
+        try:
+            records = parse_event_list(body, stats=stats, dedupe=self.dedupe)
+        except NotAnEventList as exc:
+            raise BatchRejected("not_an_event_list", str(exc)) from None
+        self.feed(records)
+        self.stats.merge(stats)
+        return AuditAck(
+            accepted=stats.accepted,
+            duplicates=stats.duplicates,
+            skipped=stats.skipped_stages,
+            rejected=dict(stats.rejected),
+        )
+
+    def feed(self, records: Iterable[AuditRecord]) -> None:
+        evaluations: list[Evaluation] = []
+        with self._lock:
+            for record in records:
+                evaluations.extend(self.engine.observe(record))
+        self._handle(evaluations)
+
+    def authorize(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            request = Request.from_review(body)
+        except ValueError:
+            return NO_OPINION.response(body)
+        return review(request, self.book.state, now=self.clock()).response(body)
+
+    # --- decisions ----------------------------------------------------------------------------
+
+    def _handle(self, evaluations: Iterable[Evaluation]) -> None:
+        for ev in evaluations:
+            decision = ev.decision
+            with self._lock:
+                self._dirty[decision.identity] = ev
+            if decision.changed_band or decision.actions:
+                self.metrics.decisions.labels(
+                    band=decision.band or "none", mode=decision.mode.value
+                ).inc()
+                if decision.escalated:
+                    with self._lock:
+                        self._enforcement[decision.identity] = (
+                            _enforcement(decision),
+                            decision_name(decision),
+                        )
+                    log.info(
+                        "decision: %s score %s (%s) -> band %s [%s, %s]",
+                        decision.identity,
+                        decision.score,
+                        decision.confidence.label,
+                        decision.band,
+                        decision.mode.value,
+                        decision.disposition.value,
+                    )
+                    self._work.put(decision)
+            self.metrics.circuit_breaker_open.set(
+                1 if decision.disposition is Disposition.CIRCUIT_OPEN else 0
+            )
+
+    def _execute_loop(self) -> None:
+        while True:
+            decision = self._work.get()
+            if decision is None:
+                return
+            sa = self.source.inventory().service_account(decision.identity)
+            try:
+                self.executor.execute(decision, service_account_uid=sa.uid if sa else "")
+            except Exception:
+                log.exception("decision for %s could not be carried out", decision.identity)
+
+    def _tick_loop(self) -> None:
+        next_tick = self.clock() + self.config.tick
+        while not self._stop.wait(self.config.flush.total_seconds()):
+            now = self.clock()
+            if now >= next_tick:
+                with self._lock:
+                    evaluations = self.engine.tick(now=now)
+                self._handle(evaluations)
+                next_tick = now + self.config.tick
+            self._flush()
+
+    # --- WorkloadIdentityRisk -----------------------------------------------------------------
+
+    def _flush(self) -> None:
+        with self._lock:
+            dirty, self._dirty = self._dirty, {}
+            payloads = [(ev, self._scorer_state(ev.decision.identity)) for ev in dirty.values()]
+        for ev, scorer_state in payloads:
+            try:
+                self._write_wir(ev, scorer_state)
+            except KubeError as exc:
+                log.warning(
+                    "could not update WorkloadIdentityRisk of %s: %s", ev.decision.identity, exc
+                )
+                with self._lock:
+                    self._dirty.setdefault(ev.decision.identity, ev)
+
+    def _scorer_state(self, identity: Identity) -> dict[str, Any]:
+        state = self.states.find(identity)
+        band = self.engine.bands.get(identity)
+        behavioural = [
+            signal_to_dict(s)
+            for s in self.engine.ledger.signals(identity)
+            if s.kind is not SignalKind.POSTURE
+        ]
+        return {
+            "version": SCORER_STATE_VERSION,
+            "state": state.to_dict() if state is not None else None,
+            "signals": behavioural,
+            "band": {"band": band.band, "since": band.since.isoformat()} if band else {},
+        }
+
+    def _write_wir(self, ev: Evaluation, scorer_state: Mapping[str, Any]) -> None:
+        decision = ev.decision
+        identity = decision.identity
+        name = identity.name
+        enforcement, last_decision = self._enforcement.get(
+            identity, (v1.EnforcementState.NONE, None)
+        )
+        if self.kube.get_custom("WorkloadIdentityRisk", identity.namespace, name) is None:
+            inventory = self.source.inventory()
+            sa = inventory.service_account(identity)
+            meta: dict[str, Any] = {"name": name, "namespace": identity.namespace}
+            if sa is not None and sa.uid:
+                meta["ownerReferences"] = [
+                    owner_reference(
+                        {
+                            "apiVersion": "v1",
+                            "kind": "ServiceAccount",
+                            "metadata": {"name": sa.name, "uid": sa.uid},
+                        }
+                    )
+                ]
+            self.kube.create_custom(
+                "WorkloadIdentityRisk",
+                identity.namespace,
+                {
+                    "apiVersion": v1.API_VERSION,
+                    "kind": "WorkloadIdentityRisk",
+                    "metadata": meta,
+                    "spec": {"serviceAccountName": name},
+                },
+            )
+        status = v1.WorkloadIdentityRiskStatus(
+            score=decision.score,
+            band=decision.band,
+            confidence=v1.ConfidenceLevel(decision.confidence.label),
+            policy=decision.policy,
+            owner=decision.owner or None,
+            enforcement=enforcement,
+            last_decision=last_decision,
+            last_evaluated=decision.at,
+            signals=[
+                v1.ContributingSignal(
+                    type=c.signal.type,
+                    points=c.points,
+                    confidence=v1.ConfidenceLevel(c.signal.confidence.label),
+                    summary=c.signal.summary,
+                    evidence=dict(c.signal.evidence),
+                    owasp_nhi=c.signal.owasp_nhi,
+                    nist_csf=c.signal.nist_csf,
+                    observed_at=c.signal.observed_at,
+                )
+                for c in decision.evidence[:MAX_STATUS_SIGNALS]
+            ],
+            scorer_state=dict(scorer_state),
+        )
+        self.kube.patch_custom_status(
+            "WorkloadIdentityRisk",
+            identity.namespace,
+            name,
+            status.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        )
+
+
+def _enforcement(decision: Decision) -> v1.EnforcementState:
+    if decision.disposition is Disposition.ACT:
+        return v1.EnforcementState.ENFORCED
+    if decision.disposition is Disposition.AUDIT:
+        return v1.EnforcementState.AUDIT_ONLY
+    if decision.disposition in (Disposition.CIRCUIT_OPEN, Disposition.RATE_LIMITED):
+        return v1.EnforcementState.PAUSED
+    return v1.EnforcementState.NONE
+
+
+def _created(metadata: Mapping[str, Any]) -> datetime | None:
+    stamp = metadata.get("creationTimestamp")
+    if not stamp:
+        return None
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
