@@ -307,6 +307,7 @@ class ClusterState:
     pids: dict[str, int] = field(default_factory=dict)
     binaries: dict[str, str] = field(default_factory=dict)
     nodes: list[str] = field(default_factory=list)
+    ready_after: dict[str, float] = field(default_factory=dict)  # seconds since start, per check
 
     @property
     def state_file(self) -> Path:
@@ -401,6 +402,7 @@ class ControlPlane:
     # -- internals ---------------------------------------------------------------------------
 
     def _start(self, *, deadline: float) -> None:
+        self._started = time.monotonic()
         pki = self.pki
         (self.root / "logs").mkdir(exist_ok=True)
         pki_dir = self.root / "webhook-pki"
@@ -552,7 +554,9 @@ class ControlPlane:
             deadline,
             lambda: _http_ok(f"https://127.0.0.1:{sched_port}/healthz", insecure),
         )
-        self._wait("kwok", deadline, lambda: _nodes_ready(api_url, admin_ctx, nodes))
+        self._wait(
+            "kwok", deadline, lambda: _nodes_ready(api_url, admin_ctx, nodes), check="nodes Ready"
+        )
         # Pods cannot be created before their namespace's ServiceAccount exists.
         self._wait(
             "kube-controller-manager",
@@ -560,6 +564,7 @@ class ControlPlane:
             lambda: _http_ok(
                 f"{api_url}/api/v1/namespaces/default/serviceaccounts/default", admin_ctx
             ),
+            check="default ServiceAccount",
         )
         self.state.nodes = nodes
         self.state.save()
@@ -580,7 +585,12 @@ class ControlPlane:
             self.state.pids[name] = self._procs[name].pid
             self.state.save()
 
-    def _wait(self, name: str, deadline: float, ready: Any) -> None:
+    def _wait(self, name: str, deadline: float, ready: Any, *, check: str = "") -> None:
+        self._wait_until_ready(name, deadline, ready)
+        if self.state is not None:
+            self.state.ready_after[check or name] = round(time.monotonic() - self._started, 2)
+
+    def _wait_until_ready(self, name: str, deadline: float, ready: Any) -> None:
         while True:
             proc = self._procs[name]
             if proc.poll() is not None:
@@ -837,6 +847,7 @@ def _print_status(state: ClusterState) -> None:
     print(f"# etcd        {state.etcd_url}")
     print(f"# webhooks    {state.webhook_base_url}/audit  {state.webhook_base_url}/authorize")
     print(f"# nodes       {', '.join(state.nodes)} (pod CIDRs 127.0.N.0/24)")
+    print(f"# ready after {' '.join(f'{k}={v}s' for k, v in state.ready_after.items())}")
     print(f"# pids        {' '.join(f'{k}={v}' for k, v in state.pids.items())}")
     print(f"# state       {state.state_file}")
 
