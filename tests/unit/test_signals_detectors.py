@@ -22,10 +22,13 @@ from builders import (
     make_record,
     warm_state,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from identity_risk.domain import Confidence, Signal, SignalKind
 from identity_risk.ingest import AuditRecord
 from identity_risk.signals import (
+    BEHAVIOURAL_DETECTORS,
     CATALOGUE,
     DetectorConfig,
     Detectors,
@@ -529,3 +532,30 @@ def test_identity_calling_from_outside_from_the_start_learns_that_network() -> N
         (SignalType.ANOMALOUS_LOCATION, Confidence.LOW)
     ]
     assert later == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    verb=st.sampled_from(["get", "list", "watch", "create", "patch", "impersonate", "bind"]),
+    resource=st.sampled_from(["configmaps", "secrets", "pods", "roles", "selfsubjectrulesreviews"]),
+    namespace=st.sampled_from(["shop", "payments", ""]),
+    decision=st.sampled_from(["allow", "forbid"]),
+    source_ip=st.sampled_from([POD_IP, NODE_IP, OTHER_POD_IP, ATTACKER_IP, ""]),
+    user_agent=st.sampled_from(["shop-web/1.4.2", KUBECTL_USER_AGENT, "curl/8"]),
+    bound=st.booleans(),
+    at=st.sampled_from([0.0, 30.0, 86400.0 * 40]),
+    warm=st.booleans(),
+)
+def test_guards_never_change_the_outcome(warm: bool, **event: Any) -> None:
+    """``Detectors.detect`` equals running every detector unguarded, in order."""
+    state = warm_state() if warm else warm_state(requests=3)
+    record = request(**event)
+    inventory = make_inventory()
+
+    unguarded = [
+        signal
+        for detector in BEHAVIOURAL_DETECTORS
+        for signal in detector(record, state, inventory, FAST_WARMUP)
+    ]
+
+    assert Detectors(config=FAST_WARMUP).detect(record, state, inventory) == unguarded

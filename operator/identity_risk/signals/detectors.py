@@ -35,7 +35,7 @@ _ADMISSION = "admissionregistration.k8s.io"
 _WRITES = frozenset({"create", "update", "patch"})
 _WORKLOADS = frozenset({"pods", "deployments", "daemonsets", "statefulsets", "replicasets",
                         "jobs", "cronjobs", "replicationcontrollers"})  # fmt: skip
-_SELF_REVIEWS = frozenset({"selfsubjectaccessreviews", "selfsubjectrulesreviews"})
+SELF_REVIEWS = frozenset({"selfsubjectaccessreviews", "selfsubjectrulesreviews"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,7 +156,7 @@ def is_sensitive(record: AuditRecord, identity: Identity) -> bool:
     """Operations that are never learned into a baseline after warm-up."""
     return (
         is_secret_access(record)
-        or record.resource in _SELF_REVIEWS
+        or record.resource in SELF_REVIEWS
         or escalation_pattern(record, identity) is not None
     )
 
@@ -391,7 +391,7 @@ def detect_reconnaissance(
 ) -> list[Signal]:
     """Self-subject access/rules reviews, and bursts of forbidden requests."""
     signals: list[Signal] = []
-    if record.resource in _SELF_REVIEWS and record.operation not in state.operations:
+    if record.resource in SELF_REVIEWS and record.operation not in state.operations:
         signals.append(
             make_signal(
                 SignalType.RECONNAISSANCE,
