@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from identity_risk.cli import simulate
+from identity_risk.cli import explain, simulate, verify
 from identity_risk.cli.inputs import InputError
 
 EXIT_OK = 0
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     simulate.add_parser(sub)
+    explain.add_parser(sub)
+    verify.add_parser(sub)
     return parser
 
 
