@@ -45,6 +45,7 @@ from identity_risk.signals import (
 )
 
 DEFAULT_TICK = timedelta(minutes=5)
+_NOTHING: list[Evaluation] = []  # shared, never mutated: most records change nothing
 
 
 class SignalSource(Protocol):
@@ -215,7 +216,7 @@ class Engine:
         """Feed one audit record; returns an evaluation per identity whose evidence changed."""
         signals = self.source.observe(record)
         if not signals:
-            return []
+            return _NOTHING
         changed: list[Identity] = []
         for s in signals:
             if self.ledger.observe(s) and s.identity not in changed:
@@ -315,28 +316,32 @@ def replay(
     event time. Returns how many records were processed. Callbacks receive every evaluation and,
     every ``progress_every`` records, the running count (the caller owns the clock)."""
     n = 0
-    next_tick: datetime | None = None
-    last: datetime | None = None
+    step = tick.total_seconds()
+    next_tick = float("-inf")
+    last: AuditRecord | None = None
+    observe = engine.observe  # the hot loop: one bound call per record
     for record in records:
-        ts = record.timestamp
-        if next_tick is None:
-            next_tick = ts + tick
-        elif ts >= next_tick:
-            for ev in engine.tick(now=ts):
-                if on_evaluation is not None:
-                    on_evaluation(ev)
-            next_tick = ts + tick
-        for ev in engine.observe(record):
-            if on_evaluation is not None:
-                on_evaluation(ev)
-        last = ts
+        if record.epoch >= next_tick:
+            if last is not None:
+                _emit(engine.tick(now=record.timestamp), on_evaluation)
+            next_tick = record.epoch + step
+        evaluations = observe(record)
+        if evaluations:
+            _emit(evaluations, on_evaluation)
+        last = record
         n += 1
         if on_progress is not None and n % progress_every == 0:
             on_progress(n)
     if last is not None:
-        for ev in engine.tick(now=last):
-            if on_evaluation is not None:
-                on_evaluation(ev)
+        _emit(engine.tick(now=last.timestamp), on_evaluation)
     if on_progress is not None:
         on_progress(n)
     return n
+
+
+def _emit(
+    evaluations: Iterable[Evaluation], on_evaluation: Callable[[Evaluation], None] | None
+) -> None:
+    if on_evaluation is not None:
+        for ev in evaluations:
+            on_evaluation(ev)
