@@ -45,7 +45,6 @@ from identity_risk.signals import (
 )
 
 DEFAULT_TICK = timedelta(minutes=5)
-_NOTHING: list[Evaluation] = []  # shared, never mutated: most records change nothing
 
 
 class SignalSource(Protocol):
@@ -216,7 +215,7 @@ class Engine:
         """Feed one audit record; returns an evaluation per identity whose evidence changed."""
         signals = self.source.observe(record)
         if not signals:
-            return _NOTHING
+            return []
         changed: list[Identity] = []
         for s in signals:
             if self.ledger.observe(s) and s.identity not in changed:
