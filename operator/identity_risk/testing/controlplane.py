@@ -463,6 +463,13 @@ class ControlPlane:
                 f"--tls-cert-file={pki.apiserver.cert}",
                 f"--tls-private-key-file={pki.apiserver.key}",
                 f"--client-ca-file={pki.ca.cert}",
+                # Published for delegated authentication (controller-manager, scheduler, an
+                # aggregated API); no certificate with this name is ever issued here.
+                f"--requestheader-client-ca-file={pki.ca.cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 f"--service-account-issuer={SA_ISSUER}",
                 f"--service-account-key-file={pki.service_account.cert}",
                 f"--service-account-signing-key-file={pki.service_account.key}",
