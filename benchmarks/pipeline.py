@@ -119,6 +119,14 @@ class Workload:
         ]  # fmt: skip
 
 
+ATTACKED = 4
+"""Workloads 0-3 are attacked in the last hour; every other identity is benign."""
+
+
+def is_attacked(identity: str) -> bool:
+    return int(identity.rsplit("-", 1)[-1]) < ATTACKED
+
+
 def _ts(t: float) -> str:
     return (T0 + timedelta(seconds=t)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -171,7 +179,7 @@ def generate(n: int, *, seed: int = 42, identities: int = 200) -> tuple[list[byt
     weights = [w.weight for w in workloads]
     span = SPAN.total_seconds()
     attack_start = span - 3600  # the last hour, after every baseline has warmed up
-    victims = workloads[:4]
+    victims = workloads[:ATTACKED]
     attacks_per = max(50, n // 20_000)
     attack_times = sorted(rng.uniform(attack_start, span) for _ in range(attacks_per * len(victims)))
     encode = msgspec.json.encode
@@ -276,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluations: list[Evaluation] = result["evaluations"]
     crossings = [e.decision for e in evaluations if e.decision.escalated]
     print(f"  ratio end-to-end / json.loads: {rate / json_rate:.2f}")
+    lowest = POLICY["spec"]["bands"][0]["name"]
+    benign_up = {str(d.identity) for d in crossings if not is_attacked(str(d.identity)) and d.band != lowest}
+    print(f"  benign identities above the lowest band: {len(benign_up)}"
+          + (f" ({', '.join(sorted(benign_up))})" if benign_up else ""))  # fmt: skip
     print(f"  {len(evaluations):,} evaluations, {len(crossings)} band escalations:")
     for d in crossings[:12]:
         print(f"    {d.at:%H:%M:%S} {d.identity} -> {d.band} ({d.score}, {d.confidence.label},"
