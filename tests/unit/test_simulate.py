@@ -204,3 +204,23 @@ def test_the_engine_is_deterministic() -> None:
     first = once()
     assert first == once()
     assert any(d == Disposition.ACT for *_, d in first)
+
+
+def test_bad_cidr_is_reported(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*simulate(files), "--pod-cidr", "10.244.0.0/99"]) == 1
+    assert "10.244.0.0/99" in capsys.readouterr().err
+
+
+def test_networks_from_flags_let_location_detectors_work_without_nodes(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    (files["inventory"] / "cluster.yaml").write_text(
+        yaml.safe_dump_all([o for o in default_objects() if o["kind"] != "Node"])
+    )
+    args = [*simulate(files, "-o", "json"), "--pod-cidr", "10.244.0.0/16", "--node-cidr", NODE_CIDR]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    signals = {
+        s["type"] for i in report["identities"] for c in i["crossings"] for s in c["signals"]
+    }
+    assert "AnomalousLocation" in signals

@@ -48,6 +48,10 @@ def add_parser(sub: Any) -> None:
                    help="audit log in JSON lines (.gz accepted)")  # fmt: skip
     p.add_argument("--inventory", type=Path, metavar="DIR",
                    help="directory of manifests (pods, nodes, service accounts, RBAC, namespaces)")  # fmt: skip
+    p.add_argument("--pod-cidr", action="append", default=[], metavar="CIDR",
+                   help="the cluster's pod network (repeatable; nodes' podCIDRs are added)")  # fmt: skip
+    p.add_argument("--node-cidr", action="append", default=[], metavar="CIDR",
+                   help="the cluster's node network (repeatable)")  # fmt: skip
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.add_argument("--all", action="store_true",
                    help="list every scored identity, not only those with a score above 0")  # fmt: skip
@@ -136,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_policy_bundle(args.policy)
     check_readable(args.audit_log, what="--audit-log")
     objects = load_inventory_objects(args.inventory) if args.inventory else []
-    source = build_source(objects)
+    try:
+        source = build_source(objects, pod_cidrs=args.pod_cidr, node_cidrs=args.node_cidr)
+    except ValueError as error:
+        raise InputError(f"{args.inventory or '--pod-cidr/--node-cidr'}: {error}") from None
     engine = Engine(policies=bundle.policies, exceptions=bundle.exceptions, source=source)
     stats = ParseStats()
     report = Report()
