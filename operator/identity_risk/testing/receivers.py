@@ -62,7 +62,10 @@ class WebhookReceiver:
                     receiver._record(body.get("items", []))
                     self._reply(200, {})
                 elif path == "/authorize":
-                    self._reply(200, receiver._review(body))
+                    try:
+                        self._reply(200, receiver._review(body))
+                    except Exception as err:  # a broken authorizer is a webhook failure
+                        self._reply(500, {"error": repr(err)})
                 else:
                     self._reply(404, {"error": f"no such endpoint {self.path}"})
 
