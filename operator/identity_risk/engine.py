@@ -35,7 +35,14 @@ from identity_risk.policy import (
     scoring_config,
     select_policy,
 )
-from identity_risk.scoring import Score, ScoringConfig, SignalLedger, Suppression, score_identity
+from identity_risk.scoring import (
+    Observation,
+    Score,
+    ScoringConfig,
+    SignalLedger,
+    Suppression,
+    score_identity,
+)
 from identity_risk.signals import (
     Detectors,
     IdentityStates,
@@ -45,6 +52,8 @@ from identity_risk.signals import (
 )
 
 DEFAULT_TICK = timedelta(minutes=5)
+REFRESH_INTERVAL = timedelta(seconds=30)
+"""Re-observations of an already-live fact re-evaluate an identity at most this often."""
 
 
 class SignalSource(Protocol):
@@ -189,6 +198,8 @@ class Engine:
         self._recent: deque[Decision] = deque()
         self._configs: dict[str, ScoringConfig] = {}
         self._posture_loaded: set[Identity] = set()
+        self._evaluated_at: dict[Identity, float] = {}
+        self.refresh_interval = REFRESH_INTERVAL.total_seconds()
         self._history = max(
             (history_window(p.spec.safeguards) for p in self.policies), default=timedelta(0)
         )
@@ -218,12 +229,23 @@ class Engine:
             return []
         changed: list[Identity] = []
         for s in signals:
-            if self.ledger.observe(s) and s.identity not in changed:
-                changed.append(s.identity)
+            seen = self.ledger.observe(s)
+            if not seen or s.identity in changed:
+                continue
+            # A replayed token seen a thousand times a second is one fact refreshed a thousand
+            # times: re-deciding on each would let an attacker buy our CPU. A refresh (same fact,
+            # same weight and confidence) re-evaluates at most once per REFRESH_INTERVAL; the
+            # score it would show differs only by decay, which ``tick`` catches up on.
+            if seen is Observation.REFRESHED:
+                last = self._evaluated_at.get(s.identity)
+                if last is not None and record.epoch - last < self.refresh_interval:
+                    continue
+            changed.append(s.identity)
         out = []
         for identity in changed:
             ev = self.evaluate(identity, now=record.timestamp)
             if ev is not None:
+                self._evaluated_at[identity] = record.epoch
                 out.append(ev)
         return out
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from identity_risk.domain import Confidence, Identity, Signal, SignalKind
 from identity_risk.scoring import (
+    Observation,
     ScoringConfig,
     SignalLedger,
     Suppression,
@@ -222,3 +223,11 @@ def test_score_is_a_pure_function_of_its_inputs(signals: list[Signal], privilege
     a = score_identity(identity=SA, signals=signals, now=T0, privilege=privilege)
     b = score_identity(identity=SA, signals=list(reversed(signals)), now=T0, privilege=privilege)
     assert a == b
+
+
+def test_ledger_says_whether_an_observation_is_new_or_a_refresh() -> None:
+    ledger = SignalLedger()
+    assert ledger.observe(sig(at=T0)) is Observation.NEW
+    assert ledger.observe(sig(at=T0 + HOUR)) is Observation.REFRESHED
+    assert ledger.observe(sig(at=T0 + 2 * HOUR, confidence=Confidence.MEDIUM)) is Observation.NEW
+    assert ledger.observe(sig(at=T0)) is Observation.NOTHING

@@ -224,3 +224,21 @@ def test_networks_from_flags_let_location_detectors_work_without_nodes(
         s["type"] for i in report["identities"] for c in i["crossings"] for s in c["signals"]
     }
     assert "AnomalousLocation" in signals
+
+
+def test_a_flood_of_the_same_replayed_token_is_not_re_decided_per_request() -> None:
+    from identity_risk.api.v1alpha1 import IdentityRiskPolicy
+
+    engine = Engine(
+        policies=[IdentityRiskPolicy.model_validate(POLICY)],
+        source=build_source(default_objects(), node_cidrs=[NODE_CIDR]),
+    )
+    day = [make_audit_event(at=i * 600.0) for i in range(160)]
+    flood = [make_audit_event(at=96_000.0 + i * 0.01, source_ip=ATTACKER_IP) for i in range(3000)]
+    evaluations: list[object] = []
+    replay(
+        parse_lines(make_jsonl(day + flood), stats=ParseStats(), dedupe=Deduplicator()),
+        engine=engine,
+        on_evaluation=evaluations.append,
+    )
+    assert 1 <= len(evaluations) < 20

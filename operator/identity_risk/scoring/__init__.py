@@ -1,6 +1,6 @@
 """Scoring: an identity's live signals → a 0-100 score, its confidence and its explanation."""
 
-from identity_risk.scoring.ledger import SignalLedger
+from identity_risk.scoring.ledger import Observation, SignalLedger
 from identity_risk.scoring.score import (
     DEFAULT_HALF_LIFE,
     MAX_SCORE,
@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_HALF_LIFE",
     "MAX_SCORE",
     "Contribution",
+    "Observation",
     "Score",
     "ScoringConfig",
     "SignalLedger",

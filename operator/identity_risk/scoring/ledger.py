@@ -9,6 +9,7 @@ that exceeds the per-identity bound, so memory stays proportional to the number 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -16,6 +17,18 @@ from identity_risk.domain import Identity, Signal, SignalKind
 from identity_risk.scoring.score import SignalID, decay_factor
 
 DEFAULT_MAX_SIGNALS_PER_IDENTITY = 64
+
+
+class Observation(enum.IntEnum):
+    """What observing a signal changed. Falsy only for ``NOTHING``."""
+
+    NOTHING = 0
+    REFRESHED = 1
+    """A known fact seen again, later: same weight and confidence, only its decay restarts."""
+    NEW = 2
+    """A fact not live before, or one whose weight or confidence changed."""
+
+
 NOISE_POINTS = 0.5
 """Below this many decayed points a behavioural signal is forgotten by ``prune``."""
 
@@ -31,8 +44,8 @@ class SignalLedger:
         self._by_identity: dict[Identity, dict[SignalID, Signal]] = {}
         self._max = max_signals_per_identity
 
-    def observe(self, signal: Signal) -> bool:
-        """Record one observation. Returns False when it adds nothing (an older re-observation)."""
+    def observe(self, signal: Signal) -> Observation:
+        """Record one observation and say what it changed (falsy when nothing)."""
         facts = self._by_identity.setdefault(signal.identity, {})
         sid = (signal.type, signal.key)
         prev = facts.get(sid)
@@ -40,13 +53,16 @@ class SignalLedger:
             prev.observed_at > signal.observed_at
             or (prev.observed_at == signal.observed_at and prev.weight >= signal.weight)
         ):
-            return False
+            return Observation.NOTHING
+        outcome = Observation.NEW
         if prev is not None:
             del facts[sid]  # re-insert so dict order stays "least recently observed first"
+            if prev.weight == signal.weight and prev.confidence == signal.confidence:
+                outcome = Observation.REFRESHED
         facts[sid] = signal
         if len(facts) > self._max:
             self._evict_one(facts)
-        return True
+        return outcome
 
     def set_posture(self, identity: Identity, signals: Iterable[Signal]) -> None:
         """Replace the identity's posture signals with those of the latest inventory snapshot."""
