@@ -20,7 +20,12 @@ from identity_risk.testing.cluster import (
     make_service_account,
     request_token,
 )
-from identity_risk.testing.controlplane import DEFAULT_BIN_DIR, ClusterState
+from identity_risk.testing.controlplane import (
+    DEFAULT_BIN_DIR,
+    ClusterState,
+    ControlPlane,
+    ControlPlaneError,
+)
 from identity_risk.testing.receivers import AuditEvent, Verdict
 
 pytestmark = pytest.mark.integration
@@ -274,3 +279,14 @@ def test_hack_cluster_up_then_down_leaves_nothing_behind(tmp_path: Path) -> None
     assert not [name for name, pid in state.pids.items() if _pid_alive(pid)]
     assert not Path(state.root).exists()
     assert not (tmp_path / "cluster.json").exists()
+
+
+@pytest.mark.usefixtures("controlplane_binaries")
+def test_a_component_that_fails_to_start_is_reported_with_its_log() -> None:
+    plane = ControlPlane(extra_apiserver_args=["--no-such-flag=1"])
+    with pytest.raises(ControlPlaneError, match="kube-apiserver exited") as failure:
+        plane.start(timeout=30)
+    assert "no-such-flag" in str(failure.value)
+    assert plane.state is not None
+    assert not [name for name, pid in plane.state.pids.items() if _pid_alive(pid)]
+    assert not Path(plane.root).exists()
