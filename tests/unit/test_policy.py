@@ -337,3 +337,13 @@ def test_exceptions_expire(expires_in: int, now_in: int) -> None:
         [make_exception(expires=expires)], ctx=IdentityContext(identity=SA), now=now
     )
     assert bool(active) is (now < expires)
+
+
+def test_exception_without_namespace_applies_to_default_only() -> None:
+    exc = make_exception()
+    exc = RiskException.model_validate(
+        {**exc.model_dump(by_alias=True, exclude_none=True, mode="json"), "metadata": {"name": "x"}}
+    )
+    assert active_exceptions([exc], ctx=IdentityContext(identity=SA), now=T0) == ()
+    ctx = IdentityContext(identity=Identity(namespace="default", name=SA.name))
+    assert active_exceptions([exc], ctx=ctx, now=T0) == (exc,)

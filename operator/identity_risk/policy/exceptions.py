@@ -22,7 +22,8 @@ def active_exceptions(
     for exc in exceptions:
         if exc.spec.expires <= now:
             continue
-        if exc.metadata.get("namespace", ctx.identity.namespace) != ctx.identity.namespace:
+        # As kubectl would, an exception written without a namespace lives in "default".
+        if (exc.metadata.get("namespace") or "default") != ctx.identity.namespace:
             continue
         if exc.spec.service_account_name is not None:
             if exc.spec.service_account_name != ctx.identity.name:

@@ -191,7 +191,7 @@ def score_identity(
         if dismissed_at is not None and s.observed_at <= dismissed_at:
             continue
         base = config.weight_overrides.get(s.type, s.weight)
-        base = min(float(MAX_SCORE), max(0.0, base))
+        base = min(float(MAX_SCORE), max(0.0, base)) if math.isfinite(base) else 0.0
         age = (now - s.observed_at).total_seconds()
         # Posture is current state, re-derived from each inventory snapshot: it does not decay.
         d = (
