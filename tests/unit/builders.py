@@ -87,11 +87,12 @@ def make_audit_event(
     credential_id: str = CREDENTIAL_ID,
     request_object: Mapping[str, Any] | None = None,
     request_uri: str | None = None,
+    impersonate: str | None = None,
 ) -> JSON:
     """An ``audit.k8s.io/v1`` Event dict. ``at`` is a datetime or seconds after ``T0``.
 
     ``sa`` names the ServiceAccount (namespace, name) making the request; pass ``username`` for
-    other users. ``bound`` adds the pod-bound token claims to ``user.extra``. ``namespace``
+    other users, ``impersonate`` for the user it acts as. ``bound`` adds the pod-bound token claims to ``user.extra``. ``namespace``
     defaults to the ServiceAccount's namespace for namespaced resources.
     """
     if username is None:
@@ -156,6 +157,8 @@ def make_audit_event(
     if decision is not None:
         event["annotations"]["authorization.k8s.io/decision"] = decision
         event["annotations"]["authorization.k8s.io/reason"] = reason
+    if impersonate is not None:
+        event["impersonatedUser"] = {"username": impersonate, "groups": ["system:authenticated"]}
     if request_object is not None:
         event["requestObject"] = dict(request_object)
         event["level"] = "Request"

@@ -100,6 +100,13 @@ def test_subresource_and_api_group_are_kept() -> None:
     assert exec_record.full_resource == "pods/exec"
 
 
+def test_impersonation_is_a_different_operation() -> None:
+    record = make_record(impersonate="admin@example.com")
+
+    assert record.impersonated_user == "admin@example.com"
+    assert record.operation == "get /configmaps shop (impersonating)"
+
+
 def test_non_resource_request_uses_its_path() -> None:
     record = make_record(
         verb="get", resource=None, namespace="", request_uri="/version?timeout=32s"

@@ -219,6 +219,8 @@ ESCALATIONS = [
     pytest.param({"verb": "escalate", "resource": "roles", "api_group": RBAC}, id="escalate"),
     pytest.param({"verb": "impersonate", "resource": "users", "namespace": "", "name": "admin"},
                  id="impersonate"),
+    pytest.param({"verb": "get", "resource": "configmaps", "impersonate": "admin@example.com"},
+                 id="acting-as-another-user"),
     pytest.param({"verb": "create", "resource": "serviceaccounts", "subresource": "token",
                       "name": "controller"}, id="token-for-other-sa"),
     pytest.param({"verb": "create", "resource": "pods", "subresource": "exec", "name": "db-0"},

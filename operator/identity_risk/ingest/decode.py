@@ -25,7 +25,7 @@ import msgspec
 
 from identity_risk.domain import Identity
 from identity_risk.ingest import stats as reasons
-from identity_risk.ingest.dedupe import Deduplicator
+from identity_risk.ingest.dedupe import STAGE_REQUEST_RECEIVED, Deduplicator
 from identity_risk.ingest.record import ANONYMOUS_USERNAME, AuditRecord
 from identity_risk.ingest.stats import ParseStats
 
@@ -54,10 +54,10 @@ class BatchRejected(ValueError):
 class _Extra(msgspec.Struct, gc=False):
     """The bound-token claims of ``user.extra``; other keys are skipped unread."""
 
-    pod_name: list[str] = msgspec.field(default_factory=list, name=EXTRA_POD_NAME)
-    pod_uid: list[str] = msgspec.field(default_factory=list, name=EXTRA_POD_UID)
-    node_name: list[str] = msgspec.field(default_factory=list, name=EXTRA_NODE_NAME)
-    credential_id: list[str] = msgspec.field(default_factory=list, name=EXTRA_CREDENTIAL_ID)
+    pod_name: tuple[str, ...] = msgspec.field(default=(), name=EXTRA_POD_NAME)
+    pod_uid: tuple[str, ...] = msgspec.field(default=(), name=EXTRA_POD_UID)
+    node_name: tuple[str, ...] = msgspec.field(default=(), name=EXTRA_NODE_NAME)
+    credential_id: tuple[str, ...] = msgspec.field(default=(), name=EXTRA_CREDENTIAL_ID)
 
 
 class _User(msgspec.Struct, gc=False):
@@ -91,7 +91,7 @@ class _Event(msgspec.Struct, gc=False):
     verb: str = ""
     user: _User | None = None
     impersonatedUser: _User | None = None
-    sourceIPs: list[str] = []
+    sourceIPs: tuple[str, ...] = ()
     userAgent: str = ""
     objectRef: _ObjectRef | None = None
     responseStatus: _Status | None = None
@@ -219,8 +219,8 @@ def _stage_timestamp(value: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _to_record(event: _Event) -> AuditRecord | str:
-    """The record for a decoded event, or the reason it is rejected."""
+def _rejection(event: _Event) -> str:
+    """Why an event that failed the fast validity check in ``_to_record`` is rejected."""
     if event.apiVersion and event.apiVersion != AUDIT_API_VERSION:
         return reasons.UNSUPPORTED_API_VERSION
     if not event.auditID:
@@ -229,9 +229,19 @@ def _to_record(event: _Event) -> AuditRecord | str:
         return reasons.MISSING_STAGE
     if not event.verb:
         return reasons.MISSING_VERB
+    return reasons.MISSING_USER
+
+
+def _to_record(event: _Event) -> AuditRecord | str:
+    """The record for a decoded event, or the reason it is rejected."""
     user = event.user
-    if user is None or not user.username:
-        return reasons.MISSING_USER
+    if (
+        not (event.auditID and event.stage and event.verb)
+        or user is None
+        or not user.username
+        or (event.apiVersion and event.apiVersion != AUDIT_API_VERSION)
+    ):
+        return _rejection(event)
     timestamp = event.requestReceivedTimestamp
     if timestamp is None:
         if not event.stageTimestamp:
@@ -280,6 +290,9 @@ def _to_record(event: _Event) -> AuditRecord | str:
     status = event.responseStatus
     source_ips = event.sourceIPs
     impersonated = event.impersonatedUser
+    if impersonated is not None:
+        # Acting as someone else is a different operation from doing it as oneself.
+        operation = f"{operation} (impersonating)"
     # Positional, in AuditRecord's field order (see its docstring).
     return AuditRecord(
         event.auditID,
@@ -337,7 +350,7 @@ def _admit(event: _Event | str, stats: ParseStats, dedupe: Deduplicator) -> Audi
     if isinstance(event, str):
         stats.rejected[event] += 1
         return None
-    if dedupe.skips_stage(event.stage):
+    if event.stage == STAGE_REQUEST_RECEIVED and dedupe.skips_stage(event.stage):
         stats.skipped_stages += 1
         return None
     record = _to_record(event)

@@ -32,7 +32,8 @@ class AuditRecord(msgspec.Struct, frozen=True, gc=False):
     Strings are empty (never None) when the event did not carry the field, so matching stays a
     plain comparison. ``epoch`` is ``timestamp`` as POSIX seconds, kept beside it because state
     arithmetic runs on every request. ``operation`` is the request's baseline key: verb, API group,
-    resource[/subresource] and namespace (or the path of a non-resource request).
+    resource[/subresource] and namespace (or the path of a non-resource request), marked
+    ``(impersonating)`` when the request impersonated another user.
 
     Field order is part of the interface: the decoder constructs records positionally, which is
     four times cheaper than by keyword. Everyone else should pass keywords.

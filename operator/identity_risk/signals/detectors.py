@@ -112,7 +112,7 @@ def _evidence(record: AuditRecord, **extra: str) -> dict[str, str]:
 def escalation_pattern(record: AuditRecord, identity: Identity) -> tuple[str, bool] | None:
     """The privilege-escalation pattern a request matches, and whether it is a strong one."""
     verb, resource, group, sub = record.verb, record.resource, record.api_group, record.subresource
-    if verb == "impersonate":
+    if verb == "impersonate" or record.impersonated_user:
         return "impersonate", True
     if verb in ("escalate", "bind"):
         return f"rbac-{verb}", True
