@@ -20,9 +20,11 @@ from identity_risk.policy import (
     OperatorSelf,
     active_exceptions,
     apply_safeguards,
+    band_index,
     decide,
     exempt_signal_types,
     protection_reason,
+    raw_band,
     select_policy,
 )
 from identity_risk.scoring import Score, score_identity
@@ -347,3 +349,29 @@ def test_exception_without_namespace_applies_to_default_only() -> None:
     assert active_exceptions([exc], ctx=IdentityContext(identity=SA), now=T0) == ()
     ctx = IdentityContext(identity=Identity(namespace="default", name=SA.name))
     assert active_exceptions([exc], ctx=ctx, now=T0) == (exc,)
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=100), min_size=2, max_size=20),
+    st.sampled_from(list(Confidence)),
+)
+def test_without_history_a_higher_score_never_gets_a_lower_band(
+    scores: list[int], confidence: Confidence
+) -> None:
+    bands = make_policy().spec.bands
+    ranked = sorted(scores)
+    indexes = [
+        band_index(bands, raw_band(bands=bands, score=s, confidence=confidence)[0]) for s in ranked
+    ]
+    assert indexes == sorted(indexes)
+
+
+@given(st.lists(st.integers(min_value=56, max_value=64), min_size=2, max_size=30))
+def test_scores_jittering_around_a_boundary_cross_it_at_most_once(scores: list[int]) -> None:
+    previous: BandState | None = None
+    changes = 0
+    for i, points in enumerate(scores):
+        d = run(points, previous=previous, now=T0 + i * MIN)
+        changes += d.changed_band and previous is not None
+        previous = d.band_state
+    assert changes <= 1
