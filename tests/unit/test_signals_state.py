@@ -11,6 +11,7 @@ from builders import ATTACKER_IP, FAST_WARMUP, T0, WEB, make_inventory, make_rec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from identity_risk.domain import Identity
 from identity_risk.signals import (
     BaselineConfig,
     DetectorConfig,
@@ -216,3 +217,14 @@ def test_malformed_state_is_refused_with_reason(mutate: Any, message: str) -> No
 
     with pytest.raises(ValueError, match=message):
         IdentityState.from_dict(data)
+
+
+def test_states_of_deleted_service_accounts_can_be_forgotten() -> None:
+    other = Identity("shop", "old-job")
+    states = IdentityStates({WEB: warm_state(), other: IdentityState.new(other, now=T0)})
+
+    gone = states.retain([WEB])
+
+    assert gone == [other]
+    assert states.find(other) is None
+    assert len(states) == 1

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -392,6 +392,18 @@ class IdentityStates:
 
     def find(self, identity: Identity) -> IdentityState | None:
         return self._states.get(identity)
+
+    def retain(self, identities: Iterable[Identity]) -> list[Identity]:
+        """Forget every identity not in ``identities`` (ServiceAccounts that were deleted).
+
+        The number of states is bounded by the ServiceAccounts that exist only if the operator
+        prunes deleted ones, e.g. on each inventory refresh; returns the identities forgotten.
+        """
+        keep = set(identities)
+        gone = [identity for identity in self._states if identity not in keep]
+        for identity in gone:
+            del self._states[identity]
+        return gone
 
     def put(self, state: IdentityState) -> None:
         """Adopt a state restored from storage (replaces any state of the same identity)."""
