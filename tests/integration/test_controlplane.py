@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -239,7 +240,11 @@ def _pid_alive(pid: int) -> bool:
 @pytest.mark.usefixtures("controlplane_binaries")
 def test_hack_cluster_up_then_down_leaves_nothing_behind(tmp_path: Path) -> None:
     """`up` with no operator listening works; `down` from another process stops every PID."""
-    env = {**os.environ, "IDENTITY_RISK_CLUSTER_STATE": str(tmp_path / "cluster.json")}
+    env = {
+        **os.environ,
+        "IDENTITY_RISK_CLUSTER_STATE": str(tmp_path / "cluster.json"),
+        "PYTHON": sys.executable,
+    }
     started = time.monotonic()
     up = subprocess.run(
         [str(ROOT / "hack" / "cluster"), "up"], env=env, capture_output=True, text=True, timeout=180
