@@ -561,3 +561,10 @@ def test_guards_never_change_the_outcome(warm: bool, **event: Any) -> None:
     ]
 
     assert Detectors(config=FAST_WARMUP).detect(record, state, inventory) == unguarded
+
+
+def test_credential_moving_between_cluster_networks_is_not_travel() -> None:
+    # e.g. a dual-stack pod, or a token shared between pods: token replay speaks for bound ones
+    found = detect(request(bound=True, pod_uid="unknown-uid", source_ip="192.168.10.99", at=60))
+
+    assert SignalType.IMPOSSIBLE_TRAVEL not in found

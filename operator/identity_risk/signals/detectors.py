@@ -235,28 +235,34 @@ def detect_impossible_travel(
     if location.kind == "unknown" or (len(seen) == 1 and location.network in seen):
         return []
     window = config.impossible_travel_window.total_seconds()
+    inside = location.kind != "external"
     for network, (ip, last) in seen.items():
-        if network != location.network and 0 <= record.epoch - last <= window:
-            return [
-                make_signal(
-                    SignalType.IMPOSSIBLE_TRAVEL,
-                    identity=state.identity,
-                    observed_at=record.timestamp,
-                    key=f"{credential}:{'|'.join(sorted((network, location.network)))}",
-                    summary=(
-                        f"credential {credential} used from {record.source_ip} ({location.network})"
-                        f" {record.epoch - last:.0f}s after {ip} ({network})"
-                    ),
-                    evidence=_evidence(
-                        record,
-                        previousIP=ip,
-                        previousNetwork=network,
-                        previousTime=_when(last),
-                        network=location.network,
-                    ),
-                    config=config,
-                )
-            ]
+        if network == location.network or not 0 <= record.epoch - last <= window:
+            continue
+        # Moving between the cluster's own networks (dual-stack, pods on other nodes) is not
+        # travel; a bound token used from the wrong pod is token replay's to report.
+        if inside and inventory.locate(ip).kind != "external":
+            continue
+        return [
+            make_signal(
+                SignalType.IMPOSSIBLE_TRAVEL,
+                identity=state.identity,
+                observed_at=record.timestamp,
+                key=f"{credential}:{'|'.join(sorted((network, location.network)))}",
+                summary=(
+                    f"credential {credential} used from {record.source_ip} ({location.network})"
+                    f" {record.epoch - last:.0f}s after {ip} ({network})"
+                ),
+                evidence=_evidence(
+                    record,
+                    previousIP=ip,
+                    previousNetwork=network,
+                    previousTime=_when(last),
+                    network=location.network,
+                ),
+                config=config,
+            )
+        ]
     return []
 
 
