@@ -613,6 +613,12 @@ class RiskDecisionSpec(Spec):
     confidence: ConfidenceLevel = Field(description="Confidence of the evidence behind it.")
     band: str = Field(description="The band the identity entered.")
     previous_band: str | None = Field(default=None, description="The band it left, if any.")
+    disposition: str = Field(
+        default="Act",
+        description="What may be done: Act (carry the actions out), Audit (policy in Audit "
+        "mode), Protected, Exempt, CircuitOpen, RateLimited or NoChange. Anything but Act "
+        "records the decision and runs Notify only.",
+    )
     path: DecisionPath = Field(
         default=DecisionPath.DEFAULT,
         description="Default, or Fallback when the workload's declared fallback was honoured.",

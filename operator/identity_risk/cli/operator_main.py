@@ -15,12 +15,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from identity_risk import __version__
+from identity_risk.domain import ActionType
 from identity_risk.kube import Kube, KubeError, load_api_client
 from identity_risk.metrics import Metrics
 from identity_risk.policy import OperatorSelf
@@ -84,6 +85,26 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
+FAILPOINT_ENV = "IDENTITY_RISK_FAILPOINT"
+
+
+def failpoint(spec: str) -> Callable[[ActionType], None] | None:
+    """Test-only fault injection: ``kill-after:ACTION`` SIGKILLs the process right after that
+    action's outcome is recorded, to prove a restart finishes the decision without repeating it."""
+    if not spec:
+        return None
+    kind, _, action = spec.partition(":")
+    if kind != "kill-after" or action not in {a.value for a in ActionType}:
+        raise SystemExit(f"{FAILPOINT_ENV}={spec!r}: expected kill-after:<ActionType>")
+    log.warning("failpoint armed: SIGKILL after %s", action)
+
+    def kill(done: ActionType) -> None:
+        if done.value == action:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return kill
+
+
 def signing_key(kube: Kube, *, namespace: str, name: str) -> Signer:
     """The decision-log key from its Secret, generated and stored on first start."""
     secret = kube.get_secret(namespace, name)
@@ -131,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
     def executor_factory(book: object) -> Executor:
         return Executor(
+            after_action=failpoint(os.environ.get(FAILPOINT_ENV, "")),
             kube=kube,
             decision_log=decision_log,
             book=book,  # type: ignore[arg-type]
@@ -146,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         live.restore(wir)
     for decision in kube.list_custom("RiskDecision"):
         live.observe_decision(decision)
+    live.executor.resume()
 
     kopf_ready = threading.Event()
     stop = threading.Event()

@@ -28,7 +28,7 @@ from identity_risk.enforce.authorization import AuthorizationState, Block, Block
 from identity_risk.kube import Kube, KubeError, ObjectRef
 from identity_risk.policy import Decision, Disposition
 from identity_risk.record.chain import Link
-from identity_risk.record.decisions import chain_payload, decision_name, manifest, risk_decision
+from identity_risk.record.decisions import chain_payload, manifest, risk_decision
 from identity_risk.record.log import DecisionLog
 
 log = logging.getLogger(__name__)
@@ -124,34 +124,45 @@ class Executor:
     policies: Callable[[str], v1.IdentityRiskPolicy | None]
     post: Poster = post_json
     on_outcome: Callable[[ActionType, v1.ActionPhase], None] | None = None
+    after_action: Callable[[ActionType], None] | None = None
+    """Called after each action's outcome is recorded (failure injection in tests)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def execute(self, decision: Decision, *, service_account_uid: str = "") -> v1.RiskDecision:
         """Record ``decision`` and run its actions; safe to call again for the same decision."""
+        obj = risk_decision(decision, service_account_uid=service_account_uid)
         with self._lock:
-            return self._execute(decision, service_account_uid)
+            stored = v1.RiskDecision.model_validate(
+                self.kube.create_custom("RiskDecision", decision.identity.namespace, manifest(obj))
+            )
+            return self._carry_out(stored)
 
-    def _execute(self, decision: Decision, sa_uid: str) -> v1.RiskDecision:
-        obj = risk_decision(decision, service_account_uid=sa_uid)
-        namespace = decision.identity.namespace
-        name = str(obj.metadata["name"])
-        stored = v1.RiskDecision.model_validate(
-            self.kube.create_custom("RiskDecision", namespace, manifest(obj))
-        )
+    def resume(self) -> list[v1.RiskDecision]:
+        """Finish every recorded decision a previous run left unfinished (after a crash)."""
+        finished = []
+        for body in self.kube.list_custom("RiskDecision"):
+            obj = v1.RiskDecision.model_validate(body)
+            status = obj.status or v1.RiskDecisionStatus()
+            if status.phase in (v1.DecisionPhase.RECORDED, v1.DecisionPhase.EXECUTING):
+                log.info("resuming unfinished decision %s", _key(obj))
+                with self._lock:
+                    finished.append(self._carry_out(obj))
+        return finished
+
+    def _carry_out(self, stored: v1.RiskDecision) -> v1.RiskDecision:
+        namespace, name = _key(stored).split("/", 1)
         link = self.decision_log.append(chain_payload(stored))
         status = stored.status or v1.RiskDecisionStatus()
-        outcomes = {(i, o.type): o for i, o in enumerate(status.actions)}
         if status.chain is None:
             status = self._patch(namespace, name, {"chain": _chain(link), "phase": "Executing"})
-        executable = decision.actions_to_execute
+        spec = stored.spec
+        act = spec.disposition == Disposition.ACT.value
         recorded: list[v1.ActionOutcome] = list(status.actions)
-        for index, action in enumerate(decision.actions):
-            if (index, action.type) in outcomes:
-                continue  # done before a restart: never act twice
-            if any(a is action for a in executable):
-                outcome = self._run(action, decision, stored)
+        for action in spec.actions[len(recorded) :]:  # outcomes are recorded in action order
+            if act or action.type is ActionType.NOTIFY:
+                outcome = self._run(action, stored)
             else:
-                outcome = Outcome(v1.ActionPhase.SKIPPED, _why_not(decision))
+                outcome = Outcome(v1.ActionPhase.SKIPPED, _why_not(spec.disposition))
             recorded.append(
                 v1.ActionOutcome(
                     type=action.type,
@@ -166,23 +177,25 @@ class Executor:
             status = self._patch(namespace, name, {"actions": _dump_list(recorded)})
             if self.on_outcome is not None:
                 self.on_outcome(action.type, outcome.phase)
-        phase = _final_phase(decision, recorded)
+            if self.after_action is not None:
+                self.after_action(action.type)
+        phase = _final_phase(act, recorded)
         status = self._patch(namespace, name, {"phase": phase.value})
         final = stored.model_copy(update={"status": status})
         self.book.put(f"{namespace}/{name}", blocks_of(final))
-        self._event(decision, final)
+        self._event(final)
         return final
 
     # --- actions ------------------------------------------------------------------------------
 
-    def _run(self, action: v1.Action, decision: Decision, obj: v1.RiskDecision) -> Outcome:
+    def _run(self, action: v1.Action, obj: v1.RiskDecision) -> Outcome:
         try:
             if action.type is ActionType.NOTIFY:
-                return self._notify(decision, obj)
+                return self._notify(obj)
             if action.type is ActionType.DENY_API_ACCESS:
-                return self._deny(action, decision)
+                return self._deny(action, obj)
             if action.type is ActionType.REVOKE_TOKEN:
-                return self._revoke(action, decision)
+                return self._revoke(obj)
         except KubeError as exc:
             return Outcome(v1.ActionPhase.FAILED, str(exc))
         return Outcome(
@@ -191,8 +204,8 @@ class Executor:
             "the decision is recorded",
         )
 
-    def _notify(self, decision: Decision, obj: v1.RiskDecision) -> Outcome:
-        policy = self.policies(decision.policy)
+    def _notify(self, obj: v1.RiskDecision) -> Outcome:
+        policy = self.policies(obj.spec.policy)
         targets = [w.url for w in policy.spec.notification.webhooks] if policy else []
         body = {"kind": "RiskDecision", "decision": manifest(obj)}
         failed = []
@@ -209,45 +222,39 @@ class Executor:
             changed=tuple(f"webhook {u}" for u in targets),
         )
 
-    def _until(self, action: v1.Action, decision: Decision) -> datetime | None:
-        if action.duration is None:
-            return None
-        return decision.at + v1.parse_duration(action.duration)
-
-    def _deny(self, action: v1.Action, decision: Decision) -> Outcome:
-        until = self._until(action, decision)
+    def _deny(self, action: v1.Action, obj: v1.RiskDecision) -> Outcome:
+        until = None
+        if action.duration is not None:
+            until = obj.spec.decided_at + v1.parse_duration(action.duration)
+        identity = _identity(obj)
         return Outcome(
             v1.ActionPhase.SUCCEEDED,
-            f"authorization webhook denies {decision.identity}"
+            f"authorization webhook denies {identity}"
             + (f" until {until.isoformat()}" if until else " until released"),
-            changed=(f"authorization: deny {decision.identity}",),
+            changed=(f"authorization: deny {identity}",),
             until=until,
         )
 
-    def _revoke(self, action: v1.Action, decision: Decision) -> Outcome:
-        credentials = _evidence_values(decision, CREDENTIAL_EVIDENCE)
-        pods = _evidence_values(decision, POD_EVIDENCE)
+    def _revoke(self, obj: v1.RiskDecision) -> Outcome:
+        credentials = _evidence_values(obj, CREDENTIAL_EVIDENCE)
+        pods = _evidence_values(obj, POD_EVIDENCE)
         if not credentials and not pods:
             return Outcome(
                 v1.ActionPhase.SKIPPED, "no token named in the evidence: nothing to revoke"
             )
+        identity = _identity(obj)
         # Deny the credentials first: from here on the leaked token is useless, whatever the
         # eviction below does. Then evict the bound pods so their controllers re-create them
         # with fresh tokens.
         self.book.add(
-            Block(
-                BlockKind.DENY_CREDENTIAL,
-                decision.identity,
-                decision=f"{decision.identity.namespace}/{decision_name(decision)}",
-                credential_id=cred,
-            )
+            Block(BlockKind.DENY_CREDENTIAL, identity, decision=_key(obj), credential_id=cred)
             for cred in credentials
         )
         changed = [f"authorization: deny credential {c}" for c in credentials]
         messages = []
         for pod in pods:
-            namespace, _, name = pod.partition("/")
-            result = self.kube.evict(namespace or decision.identity.namespace, name)
+            pod_namespace, _, pod_name = pod.rpartition("/")
+            result = self.kube.evict(pod_namespace or identity.namespace, pod_name)
             changed.append(f"pod {pod}: {result}")
             messages.append(f"pod {pod} {result}")
         return Outcome(
@@ -264,31 +271,41 @@ class Executor:
         obj = self.kube.patch_custom_status("RiskDecision", namespace, name, status)
         return v1.RiskDecisionStatus.model_validate(obj.get("status") or {})
 
-    def _event(self, decision: Decision, obj: v1.RiskDecision) -> None:
+    def _event(self, obj: v1.RiskDecision) -> None:
+        spec = obj.spec
         status = obj.status or v1.RiskDecisionStatus()
         done = ", ".join(f"{o.type.value}={o.phase.value}" for o in status.actions) or "none"
+        top = spec.signals[0].type if spec.signals else "-"
         message = (
-            f"{decision.identity}: score {decision.score} ({decision.confidence.label}), band "
-            f"{decision.band} (was {decision.previous_band or 'none'}), policy {decision.policy} "
-            f"[{decision.mode.value}]; actions: {done}; top signal: {decision.top_signal or '-'}"
+            f"{_identity(obj)}: score {spec.score:g} ({spec.confidence.value}), band "
+            f"{spec.band} (was {spec.previous_band or 'none'}), policy {spec.policy} "
+            f"[{spec.mode.value}]; actions: {done}; top signal: {top}"
         )
         ref = ObjectRef(
             api_version=v1.API_VERSION,
             kind="RiskDecision",
-            namespace=decision.identity.namespace,
+            namespace=spec.identity.namespace,
             name=str(obj.metadata["name"]),
             uid=str(obj.metadata.get("uid", "")),
         )
-        warning = decision.disposition is Disposition.ACT
+        warning = spec.disposition == Disposition.ACT.value
         self.kube.event(
             regarding=ref, reason="RiskDecision", message=message, warning=warning, now=self.clock()
         )
 
 
-def _evidence_values(decision: Decision, key: str) -> list[str]:
+def _key(obj: v1.RiskDecision) -> str:
+    return f"{obj.metadata.get('namespace', '')}/{obj.metadata.get('name', '')}"
+
+
+def _identity(obj: v1.RiskDecision) -> Identity:
+    return Identity(obj.spec.identity.namespace, obj.spec.identity.service_account_name)
+
+
+def _evidence_values(obj: v1.RiskDecision, key: str) -> list[str]:
     seen: dict[str, None] = {}
-    for contribution in decision.evidence:
-        value = contribution.signal.evidence.get(key)
+    for signal in obj.spec.signals:
+        value = signal.evidence.get(key)
         if value:
             seen[value] = None
     return list(seen)
@@ -308,20 +325,20 @@ def _dump_list(outcomes: Sequence[v1.ActionOutcome]) -> list[dict[str, Any]]:
     return [o.model_dump(by_alias=True, exclude_none=True, mode="json") for o in outcomes]
 
 
-def _why_not(decision: Decision) -> str:
+def _why_not(disposition: str) -> str:
     reasons = {
-        Disposition.AUDIT: "policy is in Audit mode: recorded, not acted on",
-        Disposition.PROTECTED: "identity is protected: never acted on",
-        Disposition.EXEMPT: "identity has an active RiskException",
-        Disposition.CIRCUIT_OPEN: "circuit breaker open: enforcement paused",
-        Disposition.RATE_LIMITED: "cluster-wide action rate limit reached",
-        Disposition.NO_CHANGE: "no escalation",
+        Disposition.AUDIT.value: "policy is in Audit mode: recorded, not acted on",
+        Disposition.PROTECTED.value: "identity is protected: never acted on",
+        Disposition.EXEMPT.value: "identity has an active RiskException",
+        Disposition.CIRCUIT_OPEN.value: "circuit breaker open: enforcement paused",
+        Disposition.RATE_LIMITED.value: "cluster-wide action rate limit reached",
+        Disposition.NO_CHANGE.value: "no escalation",
     }
-    return reasons.get(decision.disposition, decision.disposition.value)
+    return reasons.get(disposition, disposition)
 
 
-def _final_phase(decision: Decision, outcomes: Sequence[v1.ActionOutcome]) -> v1.DecisionPhase:
-    if decision.disposition is not Disposition.ACT:
+def _final_phase(act: bool, outcomes: Sequence[v1.ActionOutcome]) -> v1.DecisionPhase:
+    if not act:
         return v1.DecisionPhase.AUDITED
     if any(o.phase is v1.ActionPhase.FAILED for o in outcomes):
         return v1.DecisionPhase.FAILED

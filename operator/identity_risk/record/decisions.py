@@ -62,6 +62,7 @@ def risk_decision(decision: Decision, *, service_account_uid: str = "") -> v1.Ri
         confidence=v1.ConfidenceLevel(decision.confidence.label),
         band=decision.band or "none",
         previous_band=decision.previous_band,
+        disposition=decision.disposition.value,
         signals=[_signal(c) for c in decision.evidence[:MAX_SIGNALS]],
         actions=list(decision.actions),
         reasons=list(decision.reasons),

@@ -233,6 +233,14 @@ class LiveOperator:
             log.warning("RiskDecision %s could not be read; its blocks are not applied", key)
             return
         self.book.put(key, blocks_of(obj))
+        # A recorded decision is the surest record of an identity's band: it is written before
+        # any action, so after a crash the engine does not decide (and act) a second time.
+        spec = obj.spec
+        identity = Identity(spec.identity.namespace, spec.identity.service_account_name)
+        with self._lock:
+            known = self.engine.bands.get(identity)
+            if known is None or known.since < spec.decided_at:
+                self.engine.bands[identity] = BandState(band=spec.band, since=spec.decided_at)
 
     def restore(self, body: Mapping[str, Any]) -> None:
         """Resume an identity's scorer state from its WorkloadIdentityRisk status."""

@@ -113,7 +113,9 @@ def install_crds(api: Api, crds: Path, *, timeout: float = 30.0) -> None:
             time.sleep(0.2)
 
 
-def deploy_workload(api: Api, *, namespace: str, name: str) -> None:
+def deploy_workload(
+    api: Api, *, namespace: str, name: str, labels: Mapping[str, str] | None = None
+) -> None:
     """A namespace, a ServiceAccount with a read-only Role, and a one-replica Deployment."""
     api.create(
         "/api/v1/namespaces",
@@ -122,7 +124,7 @@ def deploy_workload(api: Api, *, namespace: str, name: str) -> None:
             "kind": "Namespace",
             "metadata": {
                 "name": namespace,
-                "labels": {TIER_LABEL: "production"},
+                "labels": dict(labels or {TIER_LABEL: "production"}),
                 "annotations": {"identityrisk.dev/owner": "team-payments@example.com"},
             },
         },

@@ -1,0 +1,211 @@
+"""The operator, running as a process, with a real control plane's webhooks pointed at it.
+
+One control plane per session. Its audit and authorization webhooks call the operator's server on
+a port chosen before the apiserver starts; the operator runs as ``identity-risk run`` in a child
+process (so a test can SIGKILL it and start it again), with the control plane's PKI: the
+apiserver presents ``kube-apiserver-webhook-client``, the only client name the operator accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from identity_risk.testing.controlplane import (
+    BINARIES,
+    DEFAULT_BIN_DIR,
+    ClusterState,
+    ControlPlane,
+    Pki,
+    free_port,
+)
+from identity_risk.testing.scenario import Api, install_crds, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "identity-risk"
+MODE_LABEL = "e2e.identityrisk.dev/mode"
+
+
+def require_binaries() -> None:
+    missing = [b for b in BINARIES if not (DEFAULT_BIN_DIR / b).exists()]
+    if missing:
+        msg = (
+            f"control-plane binaries missing ({', '.join(missing)}); run hack/controlplane/build.sh"
+        )
+        if os.environ.get("IDENTITY_RISK_REQUIRE_CONTROLPLANE"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@dataclass
+class OperatorProcess:
+    """``identity-risk run`` as a child process, restartable."""
+
+    state: ClusterState
+    pki: Pki
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def decision_log(self) -> Path:
+        return self.workdir / "decisions.jsonl"
+
+    def start(self, *, env: Mapping[str, str] | None = None) -> None:
+        self.starts += 1
+        log_path = self.workdir / f"operator-{self.starts}.log"
+        self.logs.append(log_path)
+        command = [
+            sys.executable,
+            "-m",
+            "identity_risk.cli.operator_main",
+            "run",
+            f"--kubeconfig={self.state.kubeconfig}",
+            f"--namespace={OPERATOR_NAMESPACE}",
+            f"--listen=127.0.0.1:{self.port}",
+            f"--tls-cert={self.pki.webhook_server.cert}",
+            f"--tls-key={self.pki.webhook_server.key}",
+            f"--client-ca={self.pki.ca.cert}",
+            "--client-name=kube-apiserver-webhook-client",
+            f"--decision-log={self.decision_log}",
+            "--tick-seconds=5",
+        ]
+        with log_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            )
+        wait_for("the operator to be ready", self.ready, timeout=60)
+
+    def ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.log_tail()}")
+        import http.client
+
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca.cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=2)
+        try:
+            conn.request("GET", "/readyz")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.logs:
+            return ""
+        return "\n".join(self.logs[-1].read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Operated:
+    """The control plane and the operator wired to it."""
+
+    api: Api
+    operator: OperatorProcess
+    state: ClusterState
+    pki: Pki
+
+    def namespace(self, mode: str) -> str:
+        return f"e2e-{mode}-{uuid.uuid4().hex[:6]}"
+
+    def labels(self, mode: str) -> dict[str, str]:
+        return {MODE_LABEL: mode}
+
+    def custom(self, plural: str, namespace: str, name: str = "") -> Any:
+        path = f"/apis/identityrisk.dev/v1alpha1/namespaces/{namespace}/{plural}"
+        return self.api.get(f"{path}/{name}" if name else path)
+
+
+def policy(name: str, *, mode: str, label: str, actions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "identityrisk.dev/v1alpha1",
+        "kind": "IdentityRiskPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "mode": mode,
+            "selector": {"namespaceSelector": {"matchLabels": {MODE_LABEL: label}}},
+            "safeguards": {"maxActionsPerMinute": 1000, "circuitBreaker": {"maxIdentities": 100}},
+            "bands": [
+                {"name": "low", "minScore": 20, "actions": [{"type": "Notify"}]},
+                {"name": "high", "minScore": 60, "minConfidence": "High", "actions": actions},
+            ],
+        },
+    }
+
+
+POLICIES = [
+    policy(
+        "e2e-enforce",
+        mode="Enforce",
+        label="enforce",
+        actions=[{"type": "Notify"}, {"type": "RevokeToken"}],
+    ),
+    policy(
+        "e2e-audit",
+        mode="Audit",
+        label="audit",
+        actions=[{"type": "Notify"}, {"type": "RevokeToken"}],
+    ),
+    policy(
+        "e2e-crash",
+        mode="Enforce",
+        label="crash",
+        actions=[{"type": "RevokeToken"}, {"type": "DenyAPIAccess"}],
+    ),
+]
+
+
+@pytest.fixture(scope="session")
+def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operated]:
+    require_binaries()
+    port = free_port()
+    plane = ControlPlane(webhook_base_url=f"https://127.0.0.1:{port}")
+    state = plane.start()
+    operator = OperatorProcess(
+        state=state, pki=plane.pki, port=port, workdir=tmp_path_factory.mktemp("operator")
+    )
+    try:
+        api = Api(url=state.apiserver_url, ca_file=plane.pki.ca.cert, admin=plane.pki.admin)
+        install_crds(api, ROOT / "crds")
+        api.create(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}},
+        )
+        for body in POLICIES:
+            api.create("/apis/identityrisk.dev/v1alpha1/identityriskpolicies", body)
+        operator.start()
+        time.sleep(1)  # let the watches list the policies
+        yield Operated(api=api, operator=operator, state=state, pki=plane.pki)
+    finally:
+        operator.stop()
+        plane.stop()
