@@ -272,7 +272,7 @@ class Engine:
     def evaluate(self, identity: Identity, *, now: datetime) -> Evaluation | None:
         """Score and decide for one identity at ``now``; None if no policy covers it."""
         ctx = self.source.context(identity)
-        policy = select_policy(self.policies, ctx)
+        policy = select_policy(self.policies, ctx=ctx)
         if policy is None:
             return None
         if identity not in self._posture_loaded:

@@ -159,7 +159,7 @@ def test_select_policy(ns_labels: dict[str, str], sa_labels: dict[str, str], exp
     )
     catch_all = make_policy("catch-all")
     ctx = IdentityContext(identity=SA, namespace_labels=ns_labels, service_account_labels=sa_labels)
-    chosen = select_policy([catch_all, prod], ctx)
+    chosen = select_policy([catch_all, prod], ctx=ctx)
     assert chosen is not None
     assert chosen.name == expected
 
@@ -168,12 +168,12 @@ def test_exclusions_remove_identities() -> None:
     p = make_policy(selector={"excludeNamespaces": ["shop"]})
     q = make_policy(selector={"excludeServiceAccounts": ["shop/checkout"]})
     ctx = IdentityContext(identity=SA)
-    assert select_policy([p], ctx) is None
-    assert select_policy([q], ctx) is None
+    assert select_policy([p], ctx=ctx) is None
+    assert select_policy([q], ctx=ctx) is None
 
 
 def test_equal_priority_is_decided_by_name() -> None:
-    chosen = select_policy([make_policy("b"), make_policy("a")], IdentityContext(identity=SA))
+    chosen = select_policy([make_policy("b"), make_policy("a")], ctx=IdentityContext(identity=SA))
     assert chosen is not None
     assert chosen.name == "a"
 

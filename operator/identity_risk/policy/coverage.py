@@ -65,7 +65,7 @@ def protection_reason(
     return None
 
 
-def covers(policy: IdentityRiskPolicy, ctx: IdentityContext) -> bool:
+def covers(policy: IdentityRiskPolicy, *, ctx: IdentityContext) -> bool:
     """Whether ``policy``'s selector and exclusions take in this identity."""
     sel = policy.spec.selector
     ident = ctx.identity
@@ -79,12 +79,12 @@ def covers(policy: IdentityRiskPolicy, ctx: IdentityContext) -> bool:
 
 
 def select_policy(
-    policies: Sequence[IdentityRiskPolicy], ctx: IdentityContext
+    policies: Sequence[IdentityRiskPolicy], *, ctx: IdentityContext
 ) -> IdentityRiskPolicy | None:
     """The policy that governs ``ctx.identity``: highest priority, then alphabetical by name."""
     best: IdentityRiskPolicy | None = None
     for p in policies:
-        if not covers(p, ctx):
+        if not covers(p, ctx=ctx):
             continue
         if best is None or (-p.spec.priority, p.name) < (-best.spec.priority, best.name):
             best = p
