@@ -242,3 +242,19 @@ def test_a_flood_of_the_same_replayed_token_is_not_re_decided_per_request() -> N
         on_evaluation=evaluations.append,
     )
     assert 1 <= len(evaluations) < 20
+
+
+def test_the_bundled_example_shows_both_attacks(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parents[2]
+    args = [
+        "simulate", "--policy", str(root / "examples/policy-enforce.yaml"),
+        "--audit-log", str(root / "examples/simulate/audit.log.gz"),
+        "--inventory", str(root / "examples/simulate/inventory"),
+        "--node-cidr", NODE_CIDR, "--quiet", "-o", "json",
+    ]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    peaks = {i["identity"]: (i["peak"], i["topSignal"]) for i in report["identities"]}
+    assert peaks["shop/web"][1] == "TokenReplay"
+    assert peaks["ci/deployer"][1] == "PrivilegeEscalation"
+    assert {i["band"] for i in report["identities"]} == {"high"}
