@@ -47,7 +47,7 @@ HUMAN_USER_AGENT_FAMILIES = frozenset(
     {
         "kubectl", "curl", "wget", "python-requests", "python-urllib", "python-httpx", "httpie",
         "postmanruntime", "insomnia", "k9s", "lens", "mozilla", "openlens", "kubectx", "kubens",
-        "powershell", "okhttp",
+        "powershell",
     }
 )  # fmt: skip
 """Clients people drive by hand; a workload's own code rarely presents itself as one of them."""
