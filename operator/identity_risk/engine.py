@@ -220,6 +220,14 @@ class Engine:
         if exceptions is not None:
             self.exceptions = tuple(exceptions)
 
+    def refresh_posture(self, identities: Iterable[Identity] | None = None) -> None:
+        """Posture is read from the source once per identity; call this when the inventory
+        changes (all identities, or the ones named) so the next evaluation reads it again."""
+        if identities is None:
+            self._posture_loaded.clear()
+        else:
+            self._posture_loaded.difference_update(identities)
+
     # --- inputs -------------------------------------------------------------------------------
 
     def observe(self, record: AuditRecord) -> list[Evaluation]:

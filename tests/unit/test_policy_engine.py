@@ -117,3 +117,32 @@ def test_dismissed_evidence_stops_counting_and_new_evidence_counts() -> None:
     assert ev.score.score == 0
     (ev,) = engine.add_signals([replay_signal(ident, at=T0 + MIN, type_="HumanUse")], now=T0 + MIN)
     assert ev.score.score == 80
+
+
+class PostureSource(FakeSource):
+    def __init__(self) -> None:
+        self.weight = 30.0
+
+    def posture(self, identity: Identity, *, now: datetime) -> Sequence[Signal]:
+        return [
+            Signal(type="ClusterAdmin", identity=identity, kind=SignalKind.POSTURE,
+                   weight=self.weight, confidence=Confidence.LOW, observed_at=now,
+                   key="crb/admin", summary="bound to cluster-admin")
+        ]  # fmt: skip
+
+
+def test_posture_is_read_again_after_refresh_posture() -> None:
+    source = PostureSource()
+    engine = Engine(policies=[policy()], source=source)
+    ident = Identity(namespace="shop", name="web")
+    first = engine.evaluate(ident, now=T0)
+    assert first is not None
+    assert first.score.score == 30
+    source.weight = 0.0  # the binding was removed
+    again = engine.evaluate(ident, now=T0 + MIN)
+    assert again is not None
+    assert again.score.score == 30
+    engine.refresh_posture([ident])
+    fresh = engine.evaluate(ident, now=T0 + 2 * MIN)
+    assert fresh is not None
+    assert fresh.score.score == 0
