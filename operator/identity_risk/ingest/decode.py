@@ -439,10 +439,18 @@ def parse_lines(
     """
     stats = stats if stats is not None else ParseStats()
     dedupe = dedupe if dedupe is not None else Deduplicator()
+    decode = _event_decoder.decode
     for line in lines:
-        if not line.strip():
-            continue
-        record = _admit(_decode_one(line), stats, dedupe)
+        event: _Event | str
+        try:
+            event = decode(line)
+        except msgspec.ValidationError as error:
+            event = _validation_reason(error)
+        except (msgspec.DecodeError, UnicodeEncodeError):
+            if not line.strip():
+                continue  # blank lines are checked only here, off the hot path
+            event = reasons.INVALID_JSON
+        record = _admit(event, stats, dedupe)
         if record is not None:
             yield record
 
