@@ -42,7 +42,7 @@ def controlplane_binaries() -> None:
 def cluster() -> Iterator[Cluster]:
     require_binaries()
     port = free_port()
-    plane = ControlPlane(webhook_base_url=f"https://127.0.0.1:{port}")
+    plane = ControlPlane(webhook_base_url=f"https://127.0.0.1:{port}", die_with_parent=True)
     receiver = WebhookReceiver(port=port, tls=plane.pki.server_context()).start()
     try:
         state = plane.start()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import datetime
 import http.client
 import ipaddress
@@ -67,6 +68,7 @@ TEMPLATES = (
 SERVICE_CIDR = "10.0.0.0/24"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+PR_SET_PDEATHSIG = 1
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
@@ -347,6 +349,7 @@ class ControlPlane:
         nodes: int = 2,
         root: Path | None = None,
         extra_apiserver_args: Sequence[str] = (),
+        die_with_parent: bool = False,
     ) -> None:
         self.bin_dir = bin_dir
         self.root = root or Path(tempfile.mkdtemp(prefix="identity-risk-cp-"))
@@ -355,6 +358,8 @@ class ControlPlane:
         self.webhook_ca_file = webhook_ca_file
         self.node_count = nodes
         self.extra_apiserver_args = tuple(extra_apiserver_args)
+        # For test sessions: if pytest is killed, the kernel stops the components too.
+        self.die_with_parent = die_with_parent
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, BinaryIO] = {}
         self.state: ClusterState | None = None
@@ -587,6 +592,7 @@ class ControlPlane:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=self.root,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         if self.state is not None:
             self.state.pids[name] = self._procs[name].pid
@@ -671,6 +677,17 @@ class ControlPlane:
                 raise ControlPlaneError(f"setting node {name} status: HTTP {status} {body}")
             names.append(name)
         return names
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the process that started it dies (Linux).
+
+    Not SIGTERM: the components die together, and kube-apiserver without etcd never finishes
+    its graceful shutdown.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def api_request(
