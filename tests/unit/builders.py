@@ -165,8 +165,8 @@ def make_audit_event(
     return event
 
 
-def make_event_list(events: Iterable[Mapping[str, Any]]) -> bytes:
-    """A webhook batch body: an EventList of the given events, encoded."""
+def make_event_list(events: Iterable[Any]) -> bytes:
+    """A webhook batch body: an EventList of the given events (or any JSON items), encoded."""
     return msgspec.json.encode(
         {
             "kind": "EventList",

@@ -288,7 +288,7 @@ def test_escalation_during_warm_up_is_medium() -> None:
 
 
 def test_escalation_in_baseline_is_the_identitys_job() -> None:
-    job = {"verb": "create", "resource": "rolebindings", "api_group": RBAC}
+    job: dict[str, Any] = {"verb": "create", "resource": "rolebindings", "api_group": RBAC}
     state = warm_state(**job)  # e.g. a namespace provisioner
 
     assert SignalType.PRIVILEGE_ESCALATION not in detect(request(**job), state=state)
