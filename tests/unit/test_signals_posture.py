@@ -202,6 +202,27 @@ def test_privilege_level(objects: list[dict[str, Any]], level: PrivilegeLevel) -
     assert privilege_level(WEB, make_inventory(*objects)) is level
 
 
+def test_built_in_grants_to_every_authenticated_user_stay_read_only() -> None:
+    basic_user = make_cluster_role(
+        name="system:basic-user",
+        rules=[make_rule(["create"], ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                         api_groups=["authorization.k8s.io"])],
+    )  # fmt: skip
+    discovery = {**make_cluster_role(name="system:discovery"),
+                 "rules": [{"nonResourceURLs": ["/api", "/apis", "/version"], "verbs": ["get"]}]}  # fmt: skip
+    objects = [
+        basic_user,
+        discovery,
+        *(make_cluster_role_binding(name=r["metadata"]["name"], role=r["metadata"]["name"],
+                                    subjects=[group_subject("system:authenticated")])
+          for r in (basic_user, discovery)),
+    ]  # fmt: skip
+    nobody = Identity("shop", "nobody")
+
+    assert privilege_level(nobody, make_inventory(*objects)) is PrivilegeLevel.READ
+    assert posture(nobody, make_inventory(*objects), now=T0) == []
+
+
 def test_identity_without_bindings_has_no_privilege() -> None:
     assert privilege_level(Identity("shop", "nobody"), make_inventory()) is PrivilegeLevel.NONE
 

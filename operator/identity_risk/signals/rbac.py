@@ -37,6 +37,28 @@ _RBAC = "rbac.authorization.k8s.io"
 _ADMISSION = "admissionregistration.k8s.io"
 
 
+# "create" on these asks the apiserver a question; it changes nothing. Every authenticated
+# identity holds the self-reviews through system:basic-user, so counting them as writes would
+# make every ServiceAccount a writer.
+_REVIEW_RESOURCES = frozenset(
+    {
+        "selfsubjectaccessreviews",
+        "selfsubjectrulesreviews",
+        "selfsubjectreviews",
+        "subjectaccessreviews",
+        "localsubjectaccessreviews",
+        "tokenreviews",
+    }
+)
+_WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection", "*"})
+
+
+def _writes(rule: PolicyRule) -> bool:
+    if not _WRITE_VERBS.intersection(rule.verbs) or not rule.resources:
+        return False
+    return not all(r in _REVIEW_RESOURCES for r in rule.resources)
+
+
 class PrivilegeLevel(enum.IntEnum):
     """How much an identity could do with its permissions, ordered. The scorer amplifies by it."""
 
@@ -164,8 +186,7 @@ class EffectivePermissions:
             SignalType.WORKLOAD_CREATE_PERMISSION,
         } or any(self._anywhere(v, "", "secrets") for v in ("get", "list", "watch")):
             return PrivilegeLevel.SENSITIVE
-        writes = {"create", "update", "patch", "delete", "deletecollection", "*"}
-        if any(writes.intersection(g.rule.verbs) for g in self.grants):
+        if any(_writes(g.rule) for g in self.grants):
             return PrivilegeLevel.WRITE
         return PrivilegeLevel.READ
 
