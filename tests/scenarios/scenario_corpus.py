@@ -14,7 +14,7 @@ are what happened.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from builders import (
@@ -69,7 +69,8 @@ class Scenario:
     attack: Expect | None = None
     pod_cidrs: tuple[str, ...] = (POD_CIDR,)
     node_cidrs: tuple[str, ...] = (NODE_CIDR,)
-    notes: tuple[str, ...] = field(default=())
+    known_issue: str = ""
+    """Non-empty: the corpus has found a detector false positive not fixed yet (strict xfail)."""
 
 
 # --- the workloads -----------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def background(*, end: float) -> list[JSON]:
 
 def scenario(name: str, story: str, *events: Iterable[JSON], attack: Expect | None = None,
              workloads: Sequence[Workload] = (WEB,), extra: Iterable[JSON] = (),
-             end: float = WARM + 2 * HOUR) -> Scenario:  # fmt: skip
+             end: float = WARM + 2 * HOUR, known_issue: str = "") -> Scenario:  # fmt: skip
     everything = [e for group in events for e in group] + background(end=end)
     everything.sort(key=lambda e: e["requestReceivedTimestamp"])
     return Scenario(
@@ -216,6 +217,7 @@ def scenario(name: str, story: str, *events: Iterable[JSON], attack: Expect | No
         events=tuple(everything),
         objects=world(*{w.key: w for w in (*workloads, CONTROLLER, CI)}.values(), extra=extra),
         attack=attack,
+        known_issue=known_issue,
     )
 
 
@@ -250,6 +252,28 @@ QUIET_AND_BUSY_HOURS = scenario(
     "Traffic doubles during a sale: the app makes the same requests, more often, from its own pod.",
     traffic(WEB, end=WARM, every=2 * MINUTE),
     traffic(WEB, start=WARM, end=WARM + HOUR, every=30.0),
+)
+
+_GITOPS = Workload(
+    namespace="platform", name="argocd-application-controller", pod="argocd-application-controller-0",
+    ip="10.244.1.80", uid="uid-argocd-0", credential="JTI=argocd-0",
+    user_agent="argocd-application-controller/v2.13.1 (linux/amd64) kubernetes/abc",
+    ops=(("get", "apps", "deployments", "shop"), ("patch", "apps", "deployments", "shop"),
+         ("get", "rbac.authorization.k8s.io", "rolebindings", "shop"),
+         ("patch", "rbac.authorization.k8s.io", "rolebindings", "shop"),
+         ("patch", "rbac.authorization.k8s.io", "roles", "shop"), ("list", "", "configmaps", "-"),
+         ("watch", "", "configmaps", "-")),
+)  # fmt: skip
+
+GITOPS_SYNC = scenario(
+    "benign-gitops-sync",
+    "Argo CD's application controller syncs the shop namespace all day and the day after: it "
+    "patches deployments, Roles and RoleBindings, because that is its job.",
+    traffic(WEB, end=WARM + 2 * HOUR),
+    traffic(_GITOPS, end=WARM + 2 * HOUR, every=3 * MINUTE),
+    workloads=(WEB, _GITOPS),
+    known_issue="signals: during warm-up a first-seen namespaced RBAC write fires PrivilegeEscalation"
+    " at Medium confidence, so a GitOps controller reaches 'medium' on the operator's first day",
 )
 
 # --- attacks -----------------------------------------------------------------------------------
@@ -438,6 +462,7 @@ BASELINE_DEVIATION = scenario(
 SCENARIOS: tuple[Scenario, ...] = (
     DEPLOYS_AND_RESTARTS,
     QUIET_AND_BUSY_HOURS,
+    GITOPS_SYNC,
     TOKEN_REPLAY,
     STOLEN_TOKEN_FROM_OUTSIDE,
     IMPOSSIBLE_TRAVEL,

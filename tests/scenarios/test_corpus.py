@@ -59,7 +59,16 @@ def _report(peaks: dict[str, Peak]) -> str:
     )
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=s.known_issue))
+        if s.known_issue
+        else s
+        for s in SCENARIOS
+    ],
+    ids=[s.name for s in SCENARIOS],
+)
 def test_scenario(scenario: Scenario) -> None:
     peaks, stats = run(scenario)
     assert not stats.rejected, stats.rejected
