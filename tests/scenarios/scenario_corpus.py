@@ -276,6 +276,25 @@ GITOPS_SYNC = scenario(
     " at Medium confidence, so a GitOps controller reaches 'medium' on the operator's first day",
 )
 
+_SECRETS_CONTROLLER = Workload(
+    namespace="platform", name="external-secrets", pod="external-secrets-5c7d9-abcde",
+    ip="10.244.1.90", uid="uid-external-secrets", credential="JTI=external-secrets",
+    user_agent="external-secrets/v0.10.4 (linux/amd64) kubernetes/def",
+    ops=(("list", "", "secrets", "-"), ("watch", "", "secrets", "-"), ("update", "", "secrets", "shop"),
+         ("create", "", "events", "shop"), ("list", "external-secrets.io", "externalsecrets", "-")),
+)  # fmt: skip
+
+SECRETS_CONTROLLER = scenario(
+    "benign-secrets-controller",
+    "The External Secrets operator lists and watches secrets cluster-wide and writes the ones it "
+    "manages, from the first minute the risk operator watches it.",
+    traffic(WEB, end=WARM + 2 * HOUR),
+    traffic(_SECRETS_CONTROLLER, end=WARM + 2 * HOUR, every=4 * MINUTE),
+    workloads=(WEB, _SECRETS_CONTROLLER),
+    known_issue="signals: during warm-up list/watch of secrets cluster-wide fires CredentialAccess"
+    " at Medium confidence, so a secrets controller reaches 'medium' on the operator's first day",
+)
+
 # --- attacks -----------------------------------------------------------------------------------
 
 TOKEN_REPLAY = scenario(
@@ -463,6 +482,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     DEPLOYS_AND_RESTARTS,
     QUIET_AND_BUSY_HOURS,
     GITOPS_SYNC,
+    SECRETS_CONTROLLER,
     TOKEN_REPLAY,
     STOLEN_TOKEN_FROM_OUTSIDE,
     IMPOSSIBLE_TRAVEL,
