@@ -148,7 +148,11 @@ def _event(
     if sub:
         ref["subresource"] = sub
     base = f"/apis/{group}/v1" if group else "/api/v1"
-    uri = f"{base}/namespaces/{ns}/{resource}" + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
+    uri = (
+        f"{base}/namespaces/{ns}/{resource}"
+        + (f"/{name}" if name else "")
+        + (f"/{sub}" if sub else "")
+    )
     code = 403 if decision == "forbid" else (201 if verb == "create" else 200)
     reason = (f'RBAC: allowed by RoleBinding "{w.sa}/{w.ns}" of Role "{w.sa}" to ServiceAccount'
               f' "{w.sa}/{w.ns}"') if decision == "allow" else ""  # fmt: skip
@@ -172,7 +176,9 @@ def _event(
     }  # fmt: skip
 
 
-def generate(n: int, *, seed: int = 42, identities: int = 200) -> tuple[list[bytes], list[dict[str, Any]]]:
+def generate(
+    n: int, *, seed: int = 42, identities: int = 200
+) -> tuple[list[bytes], list[dict[str, Any]]]:
     """``n`` audit log lines in time order, and the inventory objects of the cluster."""
     rng = random.Random(seed)
     workloads = [Workload(rng, i) for i in range(identities)]
@@ -181,7 +187,9 @@ def generate(n: int, *, seed: int = 42, identities: int = 200) -> tuple[list[byt
     attack_start = span - 3600  # the last hour, after every baseline has warmed up
     victims = workloads[:ATTACKED]
     attacks_per = max(50, n // 20_000)
-    attack_times = sorted(rng.uniform(attack_start, span) for _ in range(attacks_per * len(victims)))
+    attack_times = sorted(
+        rng.uniform(attack_start, span) for _ in range(attacks_per * len(victims))
+    )
     encode = msgspec.json.encode
     lines: list[bytes] = []
     objects: list[dict[str, Any]] = [
@@ -206,7 +214,9 @@ def generate(n: int, *, seed: int = 42, identities: int = 200) -> tuple[list[byt
                 ev = _event(w, seq, at, "list", "", "secrets", ip=ATTACKER_IPS[0],
                             ua="kubectl/v1.31.0 (linux/amd64) kubernetes/9edcffc")  # fmt: skip
             elif kind == 1:  # secret enumeration across namespaces
-                ev = _event(w, seq, at, "list", "", "secrets", namespace=f"team-{rng.randrange(40):02d}")
+                ev = _event(
+                    w, seq, at, "list", "", "secrets", namespace=f"team-{rng.randrange(40):02d}"
+                )
             elif kind == 2:  # reconnaissance: forbidden probes
                 ev = _event(w, seq, at, "create", "rbac.authorization.k8s.io", "clusterrolebindings",
                             decision="forbid", namespace="")  # fmt: skip
@@ -221,7 +231,9 @@ def generate(n: int, *, seed: int = 42, identities: int = 200) -> tuple[list[byt
     return lines, objects
 
 
-def run_pipeline(lines: list[bytes], objects: list[dict[str, Any]]) -> tuple[int, Engine, list[Evaluation]]:
+def run_pipeline(
+    lines: list[bytes], objects: list[dict[str, Any]]
+) -> tuple[int, Engine, list[Evaluation]]:
     policy = IdentityRiskPolicy.model_validate(POLICY)
     engine = Engine(policies=[policy], source=build_source(objects))
     evaluations: list[Evaluation] = []
@@ -265,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     loads = json.loads
-    json_rate = best_rate("json.loads (stdlib) alone", args.repeat, lambda: len([loads(x) for x in lines]))
+    json_rate = best_rate(
+        "json.loads (stdlib) alone", args.repeat, lambda: len([loads(x) for x in lines])
+    )
     try:
         import orjson
 
@@ -285,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     crossings = [e.decision for e in evaluations if e.decision.escalated]
     print(f"  ratio end-to-end / json.loads: {rate / json_rate:.2f}")
     lowest = POLICY["spec"]["bands"][0]["name"]
-    benign_up = {str(d.identity) for d in crossings if not is_attacked(str(d.identity)) and d.band != lowest}
+    benign_up = {
+        str(d.identity) for d in crossings if not is_attacked(str(d.identity)) and d.band != lowest
+    }
     print(f"  benign identities above the lowest band: {len(benign_up)}"
           + (f" ({', '.join(sorted(benign_up))})" if benign_up else ""))  # fmt: skip
     print(f"  {len(evaluations):,} evaluations, {len(crossings)} band escalations:")
