@@ -194,7 +194,7 @@ def test_adding_new_evidence_never_lowers_the_score(
     after = score_identity(identity=SA, signals=[*signals, extra], now=T0, privilege=privilege)
     assert after.exact >= before.exact - 1e-9
     assert after.score >= before.score
-    assert after.confidence >= before.confidence or extra.kind is SignalKind.POSTURE
+    assert after.confidence >= before.confidence
 
 
 @given(st.lists(signal_st, max_size=12), privilege_st)
@@ -231,3 +231,8 @@ def test_ledger_says_whether_an_observation_is_new_or_a_refresh() -> None:
     assert ledger.observe(sig(at=T0 + HOUR)) is Observation.REFRESHED
     assert ledger.observe(sig(at=T0 + 2 * HOUR, confidence=Confidence.MEDIUM)) is Observation.NEW
     assert ledger.observe(sig(at=T0)) is Observation.NOTHING
+
+
+def test_a_big_medium_signal_does_not_hide_a_high_one() -> None:
+    signals = [sig("A", weight=99, confidence=Confidence.MEDIUM), sig("B", weight=40)]
+    assert score_identity(identity=SA, signals=signals, now=T0).confidence is Confidence.HIGH

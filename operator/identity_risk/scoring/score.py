@@ -14,7 +14,8 @@ Why it is shaped this way:
 * **Refresh, not stack.** Signals are identified by ``(type, key)``; re-observing the same fact
   replaces the older observation instead of adding to it.
 * **Confidence beside the score.** The score says how much; confidence says how sure. It is the
-  highest confidence of any non-posture signal worth at least ``confidence_min_points`` points.
+  highest confidence of any non-posture signal worth at least ``confidence_min_points`` points
+  on its own (raw, not its saturated share, so adding evidence can never lower confidence).
   Posture signals (what an identity *could* do) are Low by nature and never lift confidence.
 * **Privilege amplifies threat evidence, not posture.** A stolen cluster-admin token outranks a
   stolen read-only one; a cluster-admin binding alone is posture and is not counted twice.
@@ -240,7 +241,7 @@ def score_identity(
 
     confidence = Confidence.LOW
     for c in contributions:
-        if c.signal.kind is not SignalKind.POSTURE and c.share >= config.confidence_min_points:
+        if c.signal.kind is not SignalKind.POSTURE and c.raw_points >= config.confidence_min_points:
             confidence = max(confidence, c.signal.confidence)
     if override:
         confidence = Confidence.HIGH
