@@ -267,11 +267,20 @@ class Engine:
 
     def tick(self, *, now: datetime) -> list[Evaluation]:
         """Re-evaluate every identity with live evidence at ``now`` (decay, step-downs)."""
-        out = [
-            ev
-            for identity in sorted(set(self.ledger.identities()) | set(self.bands))
-            if (ev := self.evaluate(identity, now=now)) is not None
-        ]
+        out = []
+        for identity in sorted(set(self.ledger.identities()) | set(self.bands)):
+            ev = self.evaluate(identity, now=now)
+            if ev is None:
+                continue
+            out.append(ev)
+            if (
+                ev.score.score == 0
+                and not self.ledger.signals(identity)
+                and self._at_floor(ev.decision)
+            ):
+                # Nothing left to decay or step down from: stop ticking this identity.
+                self.bands.pop(identity, None)
+                self._evaluated_at.pop(identity, None)
         self.ledger.prune(now=now, half_life=self._longest_half_life())
         return out
 
@@ -318,6 +327,17 @@ class Engine:
             while self._recent and self._recent[0].at <= horizon:
                 self._recent.popleft()
         return Evaluation(decision=decision, score=score)
+
+    def _at_floor(self, decision: Decision) -> bool:
+        """Below every band, or in a band starting at 0 (hysteresis holds nothing higher)."""
+        if decision.band is None:
+            return True
+        policy = next((p for p in self.policies if p.name == decision.policy), None)
+        return (
+            policy is not None
+            and policy.spec.bands[0].name == decision.band
+            and (policy.spec.bands[0].min_score == 0)
+        )
 
     def _config(self, policy: IdentityRiskPolicy) -> ScoringConfig:
         config = self._configs.get(policy.name)

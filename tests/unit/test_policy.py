@@ -375,3 +375,11 @@ def test_scores_jittering_around_a_boundary_cross_it_at_most_once(scores: list[i
         changes += d.changed_band and previous is not None
         previous = d.band_state
     assert changes <= 1
+
+
+def test_first_placement_in_a_band_starting_at_zero_is_not_a_crossing() -> None:
+    p = make_policy(bands=[{"name": "baseline", "minScore": 0, "actions": [{"type": "Notify"}]},
+                           {"name": "high", "minScore": 60, "actions": [{"type": "RevokeToken"}]}])  # fmt: skip
+    d = run(5, policy=p)
+    assert (d.band, d.escalated, d.actions) == ("baseline", False, ())
+    assert run(70, policy=p).escalated

@@ -146,3 +146,17 @@ def test_posture_is_read_again_after_refresh_posture() -> None:
     fresh = engine.evaluate(ident, now=T0 + 2 * MIN)
     assert fresh is not None
     assert fresh.score.score == 0
+
+
+def test_tick_keeps_a_held_band_until_it_steps_down_then_forgets_the_identity() -> None:
+    engine = Engine(policies=[policy()], source=FakeSource())
+    ident = Identity(namespace="shop", name="web")
+    engine.add_signals([replay_signal(ident)], now=T0)
+    engine.ledger.forget(ident)  # evidence gone (e.g. dismissed and pruned)
+    (held,) = engine.tick(now=T0 + MIN)
+    assert held.decision.band == "high"  # hysteresis hold (10m) not over yet
+    assert ident in engine.bands
+    (down,) = engine.tick(now=T0 + 20 * MIN)
+    assert (down.decision.previous_band, down.decision.band) == ("high", "low")
+    assert ident not in engine.bands
+    assert engine.tick(now=T0 + 40 * MIN) == []

@@ -121,7 +121,10 @@ def decide(
     band_name = band.name if band is not None else None
     prev_name = previous.band if previous is not None else None
     since = previous.since if previous is not None and prev_name == band_name else now
-    escalated = band_index(bands, band_name) > band_index(bands, prev_name)
+    # A band starting at 0 is where every identity lives; being first placed there is no crossing.
+    escalated = band_index(bands, band_name) > band_index(bands, prev_name) and not (
+        prev_name is None and band is not None and band.min_score == 0
+    )
 
     top = score.top_signal
     reasons = [
