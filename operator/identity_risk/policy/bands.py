@@ -10,6 +10,7 @@ re-observation and re-order its actions each time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,8 +33,17 @@ class BandChoice:
     reasons: tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=256)
+def duration(text: str) -> timedelta:
+    """``parse_duration``, memoised: policies repeat a handful of durations on every decision."""
+    return parse_duration(text)
+
+
+_CONFIDENCE = {c.label: c for c in Confidence}
+
+
 def required_confidence(band: Band) -> Confidence:
-    return Confidence.parse(band.min_confidence.value)
+    return _CONFIDENCE[band.min_confidence.value]
 
 
 def raw_band(
@@ -72,7 +82,7 @@ def choose_band(
         return BandChoice(band=chosen, reasons=reasons)
 
     held_for = now - previous.since
-    hold = parse_duration(hysteresis.hold)
+    hold = duration(hysteresis.hold)
     floor = prev_band.min_score - hysteresis.margin
     if held_for < hold:
         return BandChoice(

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from identity_risk.api.v1alpha1 import Safeguards, parse_duration
+from identity_risk.api.v1alpha1 import Safeguards
+from identity_risk.policy.bands import duration
 from identity_risk.policy.decision import Decision, Disposition, held_back
 
 RATE_WINDOW = timedelta(minutes=1)
@@ -21,7 +22,7 @@ RATE_WINDOW = timedelta(minutes=1)
 
 def history_window(safeguards: Safeguards) -> timedelta:
     """How much decision history ``apply_safeguards`` needs."""
-    return max(RATE_WINDOW, parse_duration(safeguards.circuit_breaker.window))
+    return max(RATE_WINDOW, duration(safeguards.circuit_breaker.window))
 
 
 def apply_safeguards(
@@ -39,7 +40,7 @@ def apply_safeguards(
     if decision.disposition is not Disposition.ACT:
         return decision
     breaker = safeguards.circuit_breaker
-    window = parse_duration(breaker.window)
+    window = duration(breaker.window)
     crossing: set[object] = {decision.identity}
     spent = 0
     for d in recent:
