@@ -164,11 +164,18 @@ def run(args: argparse.Namespace) -> int:
     live = LiveOperator(
         kube=kube, store=store, executor_factory=executor_factory, metrics=metrics, config=config
     )
-    for wir in kube.list_custom("WorkloadIdentityRisk"):
-        live.restore(wir)
-    for decision in kube.list_custom("RiskDecision"):
-        live.observe_decision(decision)
-    live.executor.resume()
+    try:
+        for wir in kube.list_custom("WorkloadIdentityRisk"):
+            live.restore(wir)
+        for decision in kube.list_custom("RiskDecision"):
+            live.observe_decision(decision)
+        live.executor.resume()
+    except KubeError as exc:
+        hint = ""
+        if exc.status == 404:
+            hint = " (are the CRDs installed? kubectl apply -f crds/)"
+        log.error("cannot read the operator's records: %s%s", exc, hint)
+        return 1
 
     kopf_ready = threading.Event()
     stop = threading.Event()
@@ -206,19 +213,15 @@ def run(args: argparse.Namespace) -> int:
             daemon=True,
         ).start()
 
-    def request_stop(*_: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     registry = build_registry(live, api_client)
     try:
+        # kopf handles SIGTERM and SIGINT itself. No stop_flag of ours: a threading.Event one
+        # would leave a waiter thread behind that asyncio.run() joins forever at shutdown.
         asyncio.run(
             kopf.operator(
                 registry=registry,
                 clusterwide=True,
                 standalone=True,
-                stop_flag=stop,
                 ready_flag=kopf_ready,
             )
         )
