@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from identity_risk.record.chain import GENESIS, Link, Signer, load_public_key, verify
 from identity_risk.record.log import DecisionLog, read_links
 
-
 SIGNER = Signer.generate()
 
 

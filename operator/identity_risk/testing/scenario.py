@@ -183,7 +183,8 @@ def running_pod(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pods = api.get(f"/api/v1/namespaces/{namespace}/pods?labelSelector=app%3D{app}") or {}
-        for pod in pods.get("items", []):
+        items: list[dict[str, Any]] = pods.get("items", [])
+        for pod in items:
             status = pod.get("status") or {}
             meta = pod["metadata"]
             if (
@@ -216,7 +217,8 @@ def pod_token(api: Api, pod: Mapping[str, Any], *, seconds: int = 3600) -> str:
     )
     if status != 201:
         raise ScenarioError(f"TokenRequest for pod {meta['name']}: HTTP {status} {body}")
-    return str(body["status"]["token"])
+    token: str = body["status"]["token"]
+    return token
 
 
 def read_configmaps(api: Api, *, namespace: str, token: str, source_ip: str) -> int:
