@@ -272,8 +272,6 @@ GITOPS_SYNC = scenario(
     traffic(WEB, end=WARM + 2 * HOUR),
     traffic(_GITOPS, end=WARM + 2 * HOUR, every=3 * MINUTE),
     workloads=(WEB, _GITOPS),
-    known_issue="signals: during warm-up a first-seen namespaced RBAC write fires PrivilegeEscalation"
-    " at Medium confidence, so a GitOps controller reaches 'medium' on the operator's first day",
 )
 
 _SECRETS_CONTROLLER = Workload(
@@ -291,8 +289,6 @@ SECRETS_CONTROLLER = scenario(
     traffic(WEB, end=WARM + 2 * HOUR),
     traffic(_SECRETS_CONTROLLER, end=WARM + 2 * HOUR, every=4 * MINUTE),
     workloads=(WEB, _SECRETS_CONTROLLER),
-    known_issue="signals: during warm-up list/watch of secrets cluster-wide fires CredentialAccess"
-    " at Medium confidence, so a secrets controller reaches 'medium' on the operator's first day",
 )
 
 # --- attacks -----------------------------------------------------------------------------------

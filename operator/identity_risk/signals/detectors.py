@@ -331,8 +331,12 @@ def detect_privilege_escalation(
         confidence, scale, outcome = Confidence.MEDIUM, (0.5 if strong else 0.3), "denied"
     elif strong and warm:
         confidence, scale, outcome = Confidence.HIGH, 1.0, "allowed"
-    else:
+    elif strong or warm:
         confidence, scale, outcome = Confidence.MEDIUM, (0.8 if strong else 0.6), "allowed"
+    else:
+        # Still learning what this identity normally does: a GitOps controller applying Roles
+        # on install day looks exactly like this. Enrich, do not restrict.
+        confidence, scale, outcome = Confidence.LOW, 0.6, "allowed"
     return [
         make_signal(
             SignalType.PRIVILEGE_ESCALATION,
@@ -360,7 +364,12 @@ def detect_credential_access(
     if verb in ("list", "watch"):
         scope = "cluster-wide" if not record.namespace else f"in {record.namespace}"
         strong = not record.namespace or record.namespace != own
-        confidence = Confidence.HIGH if strong and warm else Confidence.MEDIUM
+        if warm:
+            confidence = Confidence.HIGH if strong else Confidence.MEDIUM
+        else:
+            # During warm-up a secrets controller listing cluster-wide is indistinguishable
+            # from credential harvesting: enrich only until the baseline says otherwise.
+            confidence = Confidence.LOW
         scale = 1.0 if strong else 0.7
     elif verb == "get":
         if record.namespace == own:
