@@ -1,0 +1,28 @@
+{{/* The name of every object (and of the operator's own ServiceAccount). */}}
+{{- define "identity-risk.fullname" -}}
+{{- default "identity-risk-operator" .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "identity-risk.selectorLabels" -}}
+app.kubernetes.io/name: identity-risk-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "identity-risk.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 }}
+{{ include "identity-risk.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "identity-risk.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "identity-risk.fullname" .)) .Values.webhook.tls.secretName -}}
+{{- end -}}
+
+{{- define "identity-risk.clientCASecret" -}}
+{{- default (include "identity-risk.tlsSecret" .) .Values.webhook.clientCA.secretName -}}
+{{- end -}}
+
+{{- define "identity-risk.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
