@@ -8,6 +8,7 @@ Secrets pass through, and secret values must never reach a log.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -169,6 +170,19 @@ class Kube:
             raise KubeError("patch status of", f"{kind} {namespace}/{name}", exc) from None
 
     # ---- core objects -----------------------------------------------------------------------
+
+    def list_core(self, kind: str) -> list[dict[str, Any]]:
+        """Every object of a core kind (ServiceAccount, Namespace), as plain JSON dicts."""
+        try:
+            result: Any = (
+                self.core.list_service_account_for_all_namespaces(_preload_content=False)
+                if kind == "ServiceAccount"
+                else self.core.list_namespace(_preload_content=False)
+            )
+        except ApiException as exc:
+            raise KubeError("list", kind, exc) from None
+        body = _as_dict(json.loads(result.data))
+        return [{**_as_dict(item), "kind": kind} for item in body.get("items", [])]
 
     def event(
         self,

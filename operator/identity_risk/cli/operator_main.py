@@ -165,6 +165,11 @@ def run(args: argparse.Namespace) -> int:
         kube=kube, store=store, executor_factory=executor_factory, metrics=metrics, config=config
     )
     try:
+        # ServiceAccounts and Namespaces first, so the store knows which identities exist
+        # before the watches catch up (restored state of a live identity is never pruned).
+        for obj in kube.list_core("ServiceAccount") + kube.list_core("Namespace"):
+            store.upsert(obj)
+        store.synced.set()
         for wir in kube.list_custom("WorkloadIdentityRisk"):
             live.restore(wir)
         for decision in kube.list_custom("RiskDecision"):

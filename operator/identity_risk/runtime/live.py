@@ -146,6 +146,7 @@ class LiveOperator:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.ready = threading.Event()
+        self._seen_inventory: object = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -340,9 +341,21 @@ class LiveOperator:
             except Exception:
                 log.exception("decision for %s could not be carried out", decision.identity)
 
+    def _refresh_inventory(self) -> None:
+        """When the watched objects changed: re-read posture, forget deleted identities."""
+        inventory = self.source.inventory()
+        if inventory is self._seen_inventory:
+            return
+        self._seen_inventory = inventory
+        with self._lock:
+            self.engine.refresh_posture()
+            if self.store.synced.is_set():
+                self.states.retain(inventory.identities())
+
     def _tick_loop(self) -> None:
         next_tick = self.clock() + self.config.tick
         while not self._stop.wait(self.config.flush.total_seconds()):
+            self._refresh_inventory()
             now = self.clock()
             if now >= next_tick:
                 with self._lock:

@@ -364,12 +364,10 @@ def detect_credential_access(
     if verb in ("list", "watch"):
         scope = "cluster-wide" if not record.namespace else f"in {record.namespace}"
         strong = not record.namespace or record.namespace != own
-        if warm:
-            confidence = Confidence.HIGH if strong else Confidence.MEDIUM
-        else:
-            # During warm-up a secrets controller listing cluster-wide is indistinguishable
-            # from credential harvesting: enrich only until the baseline says otherwise.
-            confidence = Confidence.LOW
+        # During warm-up a secrets controller listing cluster-wide is indistinguishable from
+        # credential harvesting: enrich only (Low) until the baseline says otherwise.
+        strength = Confidence.HIGH if strong else Confidence.MEDIUM
+        confidence = strength if warm else Confidence.LOW
         scale = 1.0 if strong else 0.7
     elif verb == "get":
         if record.namespace == own:
