@@ -13,10 +13,8 @@ twice, evicting a pod that is already gone).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +22,16 @@ from typing import Any
 
 from identity_risk.api import v1alpha1 as v1
 from identity_risk.domain import ActionType, Identity
+from identity_risk.enforce.actions import (
+    HANDLERS,
+    ActionContext,
+    Blocks,
+    Outcome,
+    Poster,
+    identity_of,
+    key_of,
+    post_json,
+)
 from identity_risk.enforce.authorization import AuthorizationState, Block, BlockKind
 from identity_risk.kube import Kube, KubeError, ObjectRef
 from identity_risk.policy import Decision, Disposition
@@ -33,11 +41,8 @@ from identity_risk.record.log import DecisionLog
 
 log = logging.getLogger(__name__)
 
-CREDENTIAL_EVIDENCE = "credentialID"
-POD_EVIDENCE = "tokenPod"
 
-
-class AuthorizationBook:
+class AuthorizationBook(Blocks):
     """The authorization state the webhook answers from, shared between threads."""
 
     def __init__(self) -> None:
@@ -89,30 +94,6 @@ def blocks_of(obj: v1.RiskDecision) -> list[Block]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    phase: v1.ActionPhase
-    message: str
-    changed: tuple[str, ...] = ()
-    credentials: tuple[str, ...] = ()
-    until: datetime | None = None
-
-
-Poster = Callable[[str, Mapping[str, Any]], None]
-
-
-def post_json(url: str, body: Mapping[str, Any]) -> None:
-    """POST a decision to a notification webhook (5 s timeout)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        response.read()
-
-
 @dataclass
 class Executor:
     """Records and carries out decisions against the API server."""
@@ -144,13 +125,13 @@ class Executor:
             obj = v1.RiskDecision.model_validate(body)
             status = obj.status or v1.RiskDecisionStatus()
             if status.phase in (v1.DecisionPhase.RECORDED, v1.DecisionPhase.EXECUTING):
-                log.info("resuming unfinished decision %s", _key(obj))
+                log.info("resuming unfinished decision %s", key_of(obj))
                 with self._lock:
                     finished.append(self._carry_out(obj))
         return finished
 
     def _carry_out(self, stored: v1.RiskDecision) -> v1.RiskDecision:
-        namespace, name = _key(stored).split("/", 1)
+        namespace, name = key_of(stored).split("/", 1)
         link = self.decision_log.append(chain_payload(stored))
         status = stored.status or v1.RiskDecisionStatus()
         if status.chain is None:
@@ -189,81 +170,24 @@ class Executor:
     # --- actions ------------------------------------------------------------------------------
 
     def _run(self, action: v1.Action, obj: v1.RiskDecision) -> Outcome:
+        handler = HANDLERS.get(action.type)
+        if handler is None:
+            return Outcome(
+                v1.ActionPhase.SKIPPED,
+                f"{action.type.value} is not carried out by this version of the operator; "
+                "the decision is recorded",
+            )
+        ctx = ActionContext(
+            kube=self.kube,
+            blocks=self.book,
+            clock=self.clock,
+            policies=self.policies,
+            post=self.post,
+        )
         try:
-            if action.type is ActionType.NOTIFY:
-                return self._notify(obj)
-            if action.type is ActionType.DENY_API_ACCESS:
-                return self._deny(action, obj)
-            if action.type is ActionType.REVOKE_TOKEN:
-                return self._revoke(obj)
+            return handler(ctx, action, obj)
         except KubeError as exc:
             return Outcome(v1.ActionPhase.FAILED, str(exc))
-        return Outcome(
-            v1.ActionPhase.SKIPPED,
-            f"{action.type.value} is not carried out by this version of the operator; "
-            "the decision is recorded",
-        )
-
-    def _notify(self, obj: v1.RiskDecision) -> Outcome:
-        policy = self.policies(obj.spec.policy)
-        targets = [w.url for w in policy.spec.notification.webhooks] if policy else []
-        body = {"kind": "RiskDecision", "decision": manifest(obj)}
-        failed = []
-        for url in targets:
-            try:
-                self.post(url, body)
-            except OSError as exc:
-                failed.append(f"{url}: {exc}")
-        if failed:
-            return Outcome(v1.ActionPhase.FAILED, "notification failed: " + "; ".join(failed))
-        return Outcome(
-            v1.ActionPhase.SUCCEEDED,
-            f"Event recorded; {len(targets)} webhook(s) notified",
-            changed=tuple(f"webhook {u}" for u in targets),
-        )
-
-    def _deny(self, action: v1.Action, obj: v1.RiskDecision) -> Outcome:
-        until = None
-        if action.duration is not None:
-            until = obj.spec.decided_at + v1.parse_duration(action.duration)
-        identity = _identity(obj)
-        return Outcome(
-            v1.ActionPhase.SUCCEEDED,
-            f"authorization webhook denies {identity}"
-            + (f" until {until.isoformat()}" if until else " until released"),
-            changed=(f"authorization: deny {identity}",),
-            until=until,
-        )
-
-    def _revoke(self, obj: v1.RiskDecision) -> Outcome:
-        credentials = _evidence_values(obj, CREDENTIAL_EVIDENCE)
-        pods = _evidence_values(obj, POD_EVIDENCE)
-        if not credentials and not pods:
-            return Outcome(
-                v1.ActionPhase.SKIPPED, "no token named in the evidence: nothing to revoke"
-            )
-        identity = _identity(obj)
-        # Deny the credentials first: from here on the leaked token is useless, whatever the
-        # eviction below does. Then evict the bound pods so their controllers re-create them
-        # with fresh tokens.
-        self.book.add(
-            Block(BlockKind.DENY_CREDENTIAL, identity, decision=_key(obj), credential_id=cred)
-            for cred in credentials
-        )
-        changed = [f"authorization: deny credential {c}" for c in credentials]
-        messages = []
-        for pod in pods:
-            pod_namespace, _, pod_name = pod.rpartition("/")
-            result = self.kube.evict(pod_namespace or identity.namespace, pod_name)
-            changed.append(f"pod {pod}: {result}")
-            messages.append(f"pod {pod} {result}")
-        return Outcome(
-            v1.ActionPhase.SUCCEEDED,
-            f"denied {len(credentials)} credential(s)"
-            + (f"; {', '.join(messages)}" if messages else ""),
-            changed=tuple(changed),
-            credentials=tuple(credentials),
-        )
 
     # --- records ------------------------------------------------------------------------------
 
@@ -277,7 +201,7 @@ class Executor:
         done = ", ".join(f"{o.type.value}={o.phase.value}" for o in status.actions) or "none"
         top = spec.signals[0].type if spec.signals else "-"
         message = (
-            f"{_identity(obj)}: score {spec.score:g} ({spec.confidence.value}), band "
+            f"{identity_of(obj)}: score {spec.score:g} ({spec.confidence.value}), band "
             f"{spec.band} (was {spec.previous_band or 'none'}), policy {spec.policy} "
             f"[{spec.mode.value}]; actions: {done}; top signal: {top}"
         )
@@ -292,23 +216,6 @@ class Executor:
         self.kube.event(
             regarding=ref, reason="RiskDecision", message=message, warning=warning, now=self.clock()
         )
-
-
-def _key(obj: v1.RiskDecision) -> str:
-    return f"{obj.metadata.get('namespace', '')}/{obj.metadata.get('name', '')}"
-
-
-def _identity(obj: v1.RiskDecision) -> Identity:
-    return Identity(obj.spec.identity.namespace, obj.spec.identity.service_account_name)
-
-
-def _evidence_values(obj: v1.RiskDecision, key: str) -> list[str]:
-    seen: dict[str, None] = {}
-    for signal in obj.spec.signals:
-        value = signal.evidence.get(key)
-        if value:
-            seen[value] = None
-    return list(seen)
 
 
 def _chain(link: Link) -> dict[str, Any]:
