@@ -8,6 +8,7 @@ apiserver presents ``kube-apiserver-webhook-client``, the only client name the o
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import ssl
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chart_sa import ENABLED as AS_CHART_SA
+from chart_sa import ChartIdentity
 
 from identity_risk.testing.controlplane import (
     BINARIES,
@@ -57,6 +60,7 @@ class OperatorProcess:
     port: int
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
+    kubeconfig: Path | None = None  # None: the admin's; set to run as the chart's SA
     starts: int = 0
     logs: list[Path] = field(default_factory=list)
 
@@ -73,7 +77,7 @@ class OperatorProcess:
             "-m",
             "identity_risk.cli.operator_main",
             "run",
-            f"--kubeconfig={self.state.kubeconfig}",
+            f"--kubeconfig={self.kubeconfig or self.state.kubeconfig}",
             f"--namespace={OPERATOR_NAMESPACE}",
             f"--listen=127.0.0.1:{self.port}",
             f"--tls-cert={self.pki.webhook_server.cert}",
@@ -134,6 +138,7 @@ class Operated:
     operator: OperatorProcess
     state: ClusterState
     pki: Pki
+    chart: ChartIdentity | None = None  # set when running as the chart's ServiceAccount
 
     def namespace(self, mode: str) -> str:
         return f"e2e-{mode}-{uuid.uuid4().hex[:6]}"
@@ -185,17 +190,66 @@ POLICIES = [
 ]
 
 
+def mutating_webhooks(port: int, pki: Pki) -> dict[str, Any]:
+    """The operator's admission webhooks, as the Helm chart installs them."""
+    ca_bundle = base64.b64encode(pki.ca.cert.read_bytes()).decode()
+    not_ours = {
+        "matchExpressions": [
+            {
+                "key": "kubernetes.io/metadata.name",
+                "operator": "NotIn",
+                "values": ["kube-system", OPERATOR_NAMESPACE],
+            }
+        ]
+    }
+
+    def hook(name: str, group: str, resource: str, failure: str) -> dict[str, Any]:
+        return {
+            "name": f"{name}.identityrisk.dev",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": failure,
+            "timeoutSeconds": 5,
+            "namespaceSelector": not_ours,
+            "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate", "caBundle": ca_bundle},
+            "rules": [
+                {
+                    "apiGroups": [group],
+                    "apiVersions": ["*"],
+                    "operations": ["CREATE"],
+                    "resources": [resource],
+                }
+            ],
+        }
+
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "identity-risk"},
+        "webhooks": [
+            hook("pods", "", "pods", "Ignore"),
+            hook("riskapprovals", "identityrisk.dev", "riskapprovals", "Fail"),
+        ],
+    }
+
+
 @pytest.fixture(scope="session")
 def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operated]:
     require_binaries()
     port = free_port()
-    plane = ControlPlane(webhook_base_url=f"https://127.0.0.1:{port}")
-    state = plane.start()
-    operator = OperatorProcess(
-        state=state, pki=plane.pki, port=port, workdir=tmp_path_factory.mktemp("operator")
+    workdir = tmp_path_factory.mktemp("operator")
+    chart = ChartIdentity(workdir=workdir, namespace=OPERATOR_NAMESPACE) if AS_CHART_SA else None
+    plane = ControlPlane(
+        webhook_base_url=f"https://127.0.0.1:{port}",
+        extra_apiserver_args=chart.apiserver_args() if chart else (),
     )
+    state = plane.start()
+    operator = OperatorProcess(state=state, pki=plane.pki, port=port, workdir=workdir)
     try:
         api = Api(url=state.apiserver_url, ca_file=plane.pki.ca.cert, admin=plane.pki.admin)
+        if chart is not None:
+            chart.install(state, api)  # the chart's CRDs, namespace, ServiceAccount and RBAC
+            operator.kubeconfig = chart.kubeconfig
         install_crds(api, ROOT / "crds")
         api.create(
             "/api/v1/namespaces",
@@ -204,8 +258,12 @@ def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operated]:
         for body in POLICIES:
             api.create("/apis/identityrisk.dev/v1alpha1/identityriskpolicies", body)
         operator.start()
+        api.create(
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+            mutating_webhooks(port, plane.pki),
+        )
         time.sleep(1)  # let the watches list the policies
-        yield Operated(api=api, operator=operator, state=state, pki=plane.pki)
+        yield Operated(api=api, operator=operator, state=state, pki=plane.pki, chart=chart)
     finally:
         operator.stop()
         plane.stop()

@@ -158,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
             book=book,  # type: ignore[arg-type]
             clock=utcnow,
             policies=lambda name: live.policy(name),
+            inventory=lambda: live.source.inventory(),
+            baseline=lambda identity: live.baseline(identity),
             on_outcome=lambda t, p: metrics.actions.labels(type=t.value, outcome=p.value).inc(),
         )
 
@@ -199,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         bearer_tokens=tokens,
         on_audit=live.on_audit,
         authorizer=live.authorize,
+        mutator=live.mutate,
         ready=kopf_ready.is_set,
         metrics=metrics,
     )

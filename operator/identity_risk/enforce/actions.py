@@ -21,6 +21,7 @@ from identity_risk.domain import ActionType, Identity
 from identity_risk.enforce.authorization import AuthorizationState, Block, BlockKind
 from identity_risk.kube import Kube
 from identity_risk.record.decisions import manifest
+from identity_risk.signals import Inventory
 
 CREDENTIAL_EVIDENCE = "credentialID"
 POD_EVIDENCE = "tokenPod"
@@ -70,6 +71,10 @@ class ActionContext:
     clock: Callable[[], datetime]
     policies: Callable[[str], v1.IdentityRiskPolicy | None]
     post: Poster = post_json
+    inventory: Callable[[], Inventory] = Inventory
+    """The live inventory snapshot (pods of an identity, its secrets, ...)."""
+    baseline: Callable[[Identity], frozenset[str]] = lambda _identity: frozenset()
+    """The identity's learned operations (``AuditRecord.operation`` keys), copied under lock."""
 
 
 Handler = Callable[[ActionContext, v1.Action, v1.RiskDecision], Outcome]

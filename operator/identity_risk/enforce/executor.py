@@ -38,6 +38,7 @@ from identity_risk.policy import Decision, Disposition
 from identity_risk.record.chain import Link
 from identity_risk.record.decisions import chain_payload, manifest, risk_decision
 from identity_risk.record.log import DecisionLog
+from identity_risk.signals import Inventory
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class Executor:
     policies: Callable[[str], v1.IdentityRiskPolicy | None]
     post: Poster = post_json
     on_outcome: Callable[[ActionType, v1.ActionPhase], None] | None = None
+    inventory: Callable[[], Inventory] = Inventory
+    baseline: Callable[[Identity], frozenset[str]] = lambda _identity: frozenset()
     after_action: Callable[[ActionType], None] | None = None
     """Called after each action's outcome is recorded (failure injection in tests)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)

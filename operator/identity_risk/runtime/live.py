@@ -34,6 +34,7 @@ from identity_risk.domain import (
     signal_from_dict,
     signal_to_dict,
 )
+from identity_risk.enforce import admission
 from identity_risk.enforce.authorization import NO_OPINION, Request, review
 from identity_risk.enforce.executor import AuthorizationBook, Executor, blocks_of
 from identity_risk.engine import DetectorSource, Engine, Evaluation
@@ -146,6 +147,7 @@ class LiveOperator:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.ready = threading.Event()
+        self.admission: dict[str, admission.AdmissionHandler] = {}
         self._seen_inventory: object = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -291,6 +293,16 @@ class LiveOperator:
             for record in records:
                 evaluations.extend(self.engine.observe(record))
         self._handle(evaluations)
+
+    def mutate(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``/mutate``: the admission handler registered for the request's resource."""
+        return admission.review(body, self.admission)
+
+    def baseline(self, identity: Identity) -> frozenset[str]:
+        """The identity's learned operations, copied under the engine lock."""
+        with self._lock:
+            state = self.states.find(identity)
+            return frozenset(state.operations) if state is not None else frozenset()
 
     def authorize(self, body: Mapping[str, Any]) -> dict[str, Any]:
         try:
