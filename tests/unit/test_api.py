@@ -10,7 +10,7 @@ import pytest
 
 from identity_risk.api import crdgen
 from identity_risk.api import v1alpha1 as v1
-from identity_risk.api.manifests import ManifestError, documents, load_policies, parse
+from identity_risk.api.manifests import ManifestError, documents, parse
 from identity_risk.domain import ActionType
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,13 +88,15 @@ def test_decision_spec_is_immutable_in_the_schema() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_examples_are_valid(path: Path) -> None:
-    ours = [d for d in documents(path) if d["apiVersion"] == v1.API_VERSION]
+    ours = [d for _, d in documents(path) if d["apiVersion"] == v1.API_VERSION]
     for doc in ours:
         parse(doc, source=str(path))
 
 
 def test_enforce_example_has_the_four_bands_of_the_seed_document() -> None:
-    (policy,) = load_policies(ROOT / "examples" / "policy-enforce.yaml")
+    ((_, doc),) = documents(ROOT / "examples" / "policy-enforce.yaml")
+    policy = parse(doc)
+    assert isinstance(policy, v1.IdentityRiskPolicy)
     bands = {b.name: [a.type for a in b.actions] for b in policy.spec.bands}
     assert list(bands) == ["low", "medium", "high", "critical"]
     assert ActionType.REQUIRE_APPROVAL in bands["medium"]
@@ -104,7 +106,7 @@ def test_enforce_example_has_the_four_bands_of_the_seed_document() -> None:
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
 def test_invalid_manifests_are_rejected_naming_the_field(path: Path) -> None:
-    (doc,) = list(documents(path))
+    ((_, doc),) = documents(path)
     with pytest.raises(ManifestError) as caught:
         parse(doc, source=path.name)
     assert expected_message(path) in str(caught.value)

@@ -113,11 +113,11 @@ def _always_report(self: Any, n: int) -> None:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda p: p["spec"]["bands"][1].update(minScore=150), "spec.bands.1.minScore"),
+        (lambda p: p["spec"]["bands"][1].update(minScore=150), "spec.bands[1].minScore"),
         (lambda p: p["spec"].update(mode="Sometimes"), "spec.mode"),
         (lambda p: p["spec"].update(bandz=[]), "spec.bandz"),
         (lambda p: p.update(kind="ConfigMap"), "expected IdentityRiskPolicy"),
-        (lambda p: p["spec"]["bands"][1]["actions"].append({"type": "Explode"}), "spec.bands.1.actions.2.type"),
+        (lambda p: p["spec"]["bands"][1]["actions"].append({"type": "Explode"}), "spec.bands[1].actions[2].type"),
     ],
     ids=["out-of-range", "bad-enum", "unknown-field", "wrong-kind", "unknown-action"],
 )  # fmt: skip

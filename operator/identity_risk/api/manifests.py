@@ -7,7 +7,7 @@ are rendered in the same ``spec.bands[0].minScore: ...`` form.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,32 +79,38 @@ def parse(document: Mapping[str, Any], *, source: str = "<object>") -> BaseModel
         raise ManifestError(f"{source} ({kind} {name})", describe(exc)) from None
 
 
-def documents(path: Path) -> Iterator[dict[str, Any]]:
-    """The YAML documents in a file, skipping empty ones; a clear error for non-YAML."""
+def documents(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The YAML/JSON documents of ``path`` with their 1-based index (``List`` kinds flattened).
+
+    Raises ``ManifestError`` saying what is wrong and where (line and column for bad YAML).
+    """
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ManifestError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(str(path), ["no such file"]) from None
+    except IsADirectoryError:
+        raise ManifestError(str(path), ["is a directory, expected a file"]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ManifestError(str(path), [f"cannot read: {error}"]) from None
     try:
-        loaded = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        raise ManifestError(str(path), [f"not valid YAML: {exc}"]) from None
-    for doc in loaded:
-        if doc is None:
-            continue
+        raw = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        where = ""
+        mark = getattr(error, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(error, "problem", None) or str(error)
+        raise ManifestError(str(path), [f"not valid YAML{where}: {problem}"]) from None
+    docs: list[tuple[int, dict[str, Any]]] = []
+    for index, doc in enumerate(raw, start=1):
         if not isinstance(doc, dict):
-            raise ManifestError(str(path), ["each YAML document must be a mapping (an object)"])
-        yield doc
-
-
-def load_policies(path: Path) -> list[v1.IdentityRiskPolicy]:
-    """Every IdentityRiskPolicy in a file (other kinds are ignored); at least one is required."""
-    policies = []
-    for doc in documents(path):
-        if doc.get("kind") == v1.IdentityRiskPolicy.KIND:
-            model = parse(doc, source=str(path))
-            assert isinstance(model, v1.IdentityRiskPolicy)
-            policies.append(model)
-    if not policies:
-        raise ManifestError(str(path), ["contains no IdentityRiskPolicy"])
-    return policies
+            raise ManifestError(
+                str(path),
+                [f"document {index} is a {type(doc).__name__}, expected a Kubernetes object"],
+            )
+        items = doc.get("items")
+        if str(doc.get("kind", "")).endswith("List") and isinstance(items, list):
+            docs.extend((index, item) for item in items if isinstance(item, dict))
+        else:
+            docs.append((index, doc))
+    return docs

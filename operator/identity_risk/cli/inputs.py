@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 
+from identity_risk.api.manifests import ManifestError, describe, documents
 from identity_risk.api.v1alpha1 import API_VERSION, IdentityRiskPolicy, RiskException
 
 INVENTORY_SUFFIXES = (".yaml", ".yml", ".json")
@@ -34,35 +34,9 @@ class PolicyBundle:
 def load_documents(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """The YAML/JSON documents of ``path`` (``List`` kinds flattened), with their 1-based index."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read: {error}") from None
-    try:
-        raw = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as error:
-        where = ""
-        mark = getattr(error, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(error, "problem", None) or str(error)
-        raise InputError(f"{path}: not valid YAML{where}: {problem}") from None
-    docs: list[tuple[int, dict[str, Any]]] = []
-    for i, doc in enumerate(raw, start=1):
-        if not isinstance(doc, dict):
-            raise InputError(
-                f"{path}: document {i} is a {type(doc).__name__}, expected a Kubernetes object"
-            )
-        if doc.get("kind") == "List" or (
-            str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list)
-        ):
-            docs.extend((i, item) for item in doc["items"] if isinstance(item, dict))
-        else:
-            docs.append((i, doc))
-    return docs
+        return documents(path)
+    except ManifestError as error:
+        raise InputError(str(error)) from None
 
 
 def load_policy_bundle(path: Path) -> PolicyBundle:
@@ -132,8 +106,4 @@ def check_readable(path: Path, *, what: str) -> None:
 
 
 def _format_validation(error: pydantic.ValidationError) -> str:
-    lines = []
-    for e in error.errors(include_url=False):
-        loc = ".".join(str(part) for part in e["loc"]) or "(document)"
-        lines.append(f"  {loc}: {e['msg']}")
-    return "\n".join(lines)
+    return "\n".join(f"  {line}" for line in describe(error))
