@@ -12,10 +12,7 @@ around with ``kubectl``.
 from __future__ import annotations
 
 import base64
-import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +25,7 @@ from identity_risk.testing.controlplane import (
     ControlPlaneError,
     free_port,
 )
+from identity_risk.testing.operator import OPERATOR_NAMESPACE, OperatorProcess
 from identity_risk.testing.scenario import (
     ATTACKER_IP,
     Api,
@@ -43,7 +41,6 @@ from identity_risk.testing.scenario import (
 
 NAMESPACE = "payments"
 WORKLOAD = "checkout"
-OPERATOR_NAMESPACE = "identity-risk"
 
 
 def say(text: str = "") -> None:
@@ -62,7 +59,7 @@ def demo(*, keep: bool = False) -> int:
     port = free_port()
     plane = ControlPlane(webhook_base_url=f"https://127.0.0.1:{port}")
     work = Path(tempfile.mkdtemp(prefix="identity-risk-demo-"))
-    operator: subprocess.Popen[bytes] | None = None
+    operator: OperatorProcess | None = None
     try:
         step("starting a local Kubernetes control plane on loopback")
         t0 = time.monotonic()
@@ -79,9 +76,12 @@ def demo(*, keep: bool = False) -> int:
         apply_file(api, REPO_ROOT / "examples" / "policy-demo.yaml")
 
         step("starting the operator (identity-risk run)")
-        log_path = work / "operator.log"
-        operator = start_operator(plane, state.kubeconfig, port, work, log_path)
-        say(f"    webhooks on https://127.0.0.1:{port}; log: {log_path}")
+        operator = OperatorProcess(
+            state=state, pki=plane.pki, port=port, workdir=work, tick_seconds=15.0
+        )
+        operator.start()
+        time.sleep(1)  # the watches list the policy
+        say(f"    webhooks on https://127.0.0.1:{port}; log: {operator.logs[-1]}")
 
         step(
             f"deploying {NAMESPACE}/{WORKLOAD}: a Deployment whose ServiceAccount reads configmaps"
@@ -142,7 +142,7 @@ def demo(*, keep: bool = False) -> int:
 
         step("checking the chain of record (kubectl risk verify)")
         key = api.get(f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets/identity-risk-signing-key")
-        say("    " + verify_log(work / "decisions.jsonl", key))
+        say("    " + verify_log(operator.decision_log, key))
 
         say(f"\ndone in {time.monotonic() - started:.0f}s.")
         if keep:
@@ -160,63 +160,13 @@ def demo(*, keep: bool = False) -> int:
         return 0
     except (ControlPlaneError, ScenarioError) as exc:
         say(f"\ndemo failed: {exc}")
-        if operator is not None:
-            say(f"operator log: {work / 'operator.log'}")
+        if operator is not None and operator.logs:
+            say(f"operator log: {operator.logs[-1]}")
         return 1
     finally:
-        if operator is not None and operator.poll() is None:
-            operator.send_signal(signal.SIGTERM)
-            try:
-                operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                operator.kill()
+        if operator is not None:
+            operator.stop()
         plane.stop()
-
-
-def start_operator(
-    plane: ControlPlane, kubeconfig: str, port: int, work: Path, log_path: Path
-) -> subprocess.Popen[bytes]:
-    pki = plane.pki
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "identity_risk.cli.operator_main",
-                "run",
-                f"--kubeconfig={kubeconfig}",
-                f"--namespace={OPERATOR_NAMESPACE}",
-                f"--listen=127.0.0.1:{port}",
-                f"--tls-cert={pki.webhook_server.cert}",
-                f"--tls-key={pki.webhook_server.key}",
-                f"--client-ca={pki.ca.cert}",
-                "--client-name=kube-apiserver-webhook-client",
-                f"--decision-log={work / 'decisions.jsonl'}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    import http.client
-    import ssl
-
-    ctx = ssl.create_default_context(cafile=str(pki.ca.cert))
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise ScenarioError(f"the operator exited ({proc.returncode}); see {log_path}")
-        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=2)
-        try:
-            conn.request("GET", "/readyz")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
-
-    wait_for("the operator to be ready", ready, timeout=60)
-    time.sleep(1)  # the watches list the policy
-    return proc
 
 
 def scored(api: Api) -> dict[str, Any] | None:
