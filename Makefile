@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SOURCES := operator tests benchmarks
 
-.PHONY: test demo install controlplane lint crds check-crds unit integration bench clean
+.PHONY: test demo install controlplane lint crds check-crds unit integration bench clean e2e-chart-rbac
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> installing the package and its test tools into $(VENV)"
@@ -25,6 +25,7 @@ controlplane:
 
 crds: install
 	$(BIN)/python -m identity_risk.api.crdgen
+	cp crds/*.yaml charts/identity-risk/crds/
 
 lint: install
 	@echo "==> quality gates: ruff, ruff format, mypy --strict, import contracts, CRDs in sync"
@@ -43,6 +44,13 @@ integration: install controlplane
 test: install controlplane lint
 	@echo "==> tests (unit, property-based, integration on the real control plane)"
 	IDENTITY_RISK_REQUIRE_CONTROLPLANE=1 $(BIN)/pytest
+	$(MAKE) e2e-chart-rbac
+
+# The end-to-end suite again, the operator authenticated as the Helm chart's ServiceAccount: the
+# chart's RBAC is sufficient (nothing refused) and minimal (every rule used).
+e2e-chart-rbac: install controlplane
+	@echo "==> end-to-end as the chart's ServiceAccount (RBAC sufficient and minimal)"
+	IDENTITY_RISK_REQUIRE_CONTROLPLANE=1 IDENTITY_RISK_E2E_AS_CHART_SA=1 $(BIN)/pytest tests/e2e
 
 demo: install controlplane
 	$(BIN)/identity-risk demo

@@ -45,7 +45,7 @@ def test_kind_mounts_config_apiserver_at_the_path_the_files_reference() -> None:
 def test_every_file_the_apiserver_is_given_in_kind_exists_in_config_apiserver() -> None:
     args = {a["name"]: a["value"] for a in kubeadm_patch()["apiServer"]["extraArgs"]}
     files = [v for v in args.values() if v.startswith(KIND_CONFIG_DIR)]
-    assert len(files) == 3
+    assert len(files) == 4
     for value in files:
         assert (CONFIG_DIR / value.removeprefix(KIND_CONFIG_DIR)).is_file(), value
     assert args["audit-webhook-mode"] == "batch"

@@ -842,7 +842,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.dir,
             extra_webhook_names=[
                 "identity-risk-operator",
-                "identity-risk-operator.identity-risk-system.svc",
+                "identity-risk-operator.identity-risk.svc",
+                "identity-risk-operator.identity-risk.svc.cluster.local",
             ],
         )
         shutil.copy(made.ca.cert, args.dir / "webhook-ca.crt")
