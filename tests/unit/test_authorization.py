@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +15,10 @@ from identity_risk.enforce.authorization import (
     AuthorizationState,
     Block,
     BlockKind,
-    Operation,
     Request,
     review,
 )
+from identity_risk.ingest import parse_event
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 CHECKOUT = Identity("payments", "checkout")
@@ -32,6 +33,8 @@ def make_review(
     namespace: str = "payments",
     credential_id: str = "JTI=aaa",
     non_resource: bool = False,
+    group: str = "",
+    subresource: str = "",
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "user": identity.username,
@@ -41,7 +44,13 @@ def make_review(
     if non_resource:
         spec["nonResourceAttributes"] = {"path": "/api", "verb": "get"}
     else:
-        spec["resourceAttributes"] = {"verb": verb, "resource": resource, "namespace": namespace}
+        spec["resourceAttributes"] = {
+            "verb": verb,
+            "group": group,
+            "resource": resource,
+            "subresource": subresource,
+            "namespace": namespace,
+        }
     return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
 
 
@@ -57,7 +66,9 @@ RESTRICT = Block(
     BlockKind.RESTRICT_SCOPE,
     CHECKOUT,
     decision="payments/d3",
-    allowed=frozenset({Operation("get", "configmaps", "payments")}),
+    allowed=frozenset(
+        {"get /configmaps payments", "get apps/deployments/scale payments", "get /healthz"}
+    ),
 )
 
 
@@ -71,7 +82,15 @@ RESTRICT = Block(
         (make_review(CHECKOUT, credential_id="JTI=bbb"), (REVOKE_AAA,), False, ""),
         (make_review(CHECKOUT), (RESTRICT,), False, ""),
         (make_review(CHECKOUT, verb="list", resource="secrets"), (RESTRICT,), True, "baseline"),
-        (make_review(CHECKOUT, non_resource=True), (RESTRICT,), False, ""),
+        (make_review(CHECKOUT, verb="list", namespace="billing"), (RESTRICT,), True, "billing"),
+        (
+            make_review(CHECKOUT, group="apps", resource="deployments", subresource="scale"),
+            (RESTRICT,),
+            False,
+            "",
+        ),
+        (make_review(CHECKOUT, non_resource=True), (RESTRICT,), True, "get /api"),
+        (make_review(OTHER, verb="list", resource="secrets"), (RESTRICT,), False, ""),
     ],
     ids=[
         "nothing-in-force",
@@ -81,7 +100,10 @@ RESTRICT = Block(
         "fresh-credential-unaffected",
         "restricted-inside-baseline",
         "restricted-outside-baseline",
-        "restricted-non-resource-request",
+        "restricted-other-namespace",
+        "restricted-subresource-inside-baseline",
+        "restricted-non-resource-outside-baseline",
+        "restriction-is-per-identity",
     ],
 )
 def test_review(body: dict[str, Any], blocks: tuple[Block, ...], denied: bool, reason_part: str):
@@ -122,3 +144,61 @@ def test_the_webhook_never_allows() -> None:
 def test_not_a_review_is_refused(body: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="SubjectAccessReview"):
         Request.from_review(body)
+
+
+def test_a_restriction_denial_names_the_decision_and_the_operation() -> None:
+    verdict = decide(make_review(CHECKOUT, verb="list", resource="secrets"), RESTRICT)
+    assert verdict.decision == "payments/d3"
+    assert "payments/d3" in verdict.reason
+    assert "'list /secrets payments'" in verdict.reason
+
+
+def test_releasing_a_restriction_keeps_the_decisions_other_blocks() -> None:
+    revoke = Block(BlockKind.DENY_CREDENTIAL, CHECKOUT, decision="payments/d3", credential_id="x")
+    state = AuthorizationState.of([RESTRICT, revoke, DENY_CHECKOUT])
+    released = state.without_kind("payments/d3", BlockKind.RESTRICT_SCOPE)
+    assert set(released.blocks) == {revoke, DENY_CHECKOUT}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "audit_event_operation"),
+    [
+        ({"verb": "list", "resource": "configmaps", "namespace": "p"}, "list /configmaps p"),
+        (
+            {"verb": "get", "group": "apps", "resource": "deployments", "subresource": "scale",
+             "namespace": "p", "name": "web"},
+            "get apps/deployments/scale p",
+        ),
+        ({"verb": "list", "resource": "namespaces"}, "list /namespaces "),
+    ],
+    ids=["core", "subresource", "cluster-scoped"],
+)  # fmt: skip
+def test_a_review_spells_its_operation_as_the_audit_decoder_does(
+    attributes: dict[str, str], audit_event_operation: str
+) -> None:
+    body = make_review(CHECKOUT)
+    body["spec"]["resourceAttributes"] = attributes
+    event = {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Event",
+        "auditID": "a1",
+        "stage": "ResponseComplete",
+        "requestURI": "/x",
+        "verb": attributes["verb"],
+        "user": {"username": CHECKOUT.username},
+        "objectRef": {
+            k: v
+            for k, v in {
+                "resource": attributes.get("resource"),
+                "subresource": attributes.get("subresource"),
+                "namespace": attributes.get("namespace"),
+                "apiGroup": attributes.get("group"),
+            }.items()
+            if v
+        },
+        "requestReceivedTimestamp": "2026-12-04T12:00:00Z",
+    }
+    record = parse_event(json.dumps(event).encode())
+    assert record is not None
+    assert record.operation == audit_event_operation
+    assert Request.from_review(body).operation == audit_event_operation

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from identity_risk.domain import Identity
+from identity_risk.ingest import operation_key
 
 CREDENTIAL_ID_KEY = "authentication.kubernetes.io/credential-id"
 
@@ -27,16 +28,6 @@ class BlockKind(enum.StrEnum):
     DENY_IDENTITY = "DenyIdentity"
     DENY_CREDENTIAL = "DenyCredential"
     RESTRICT_SCOPE = "RestrictScope"
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Operation:
-    """One thing an identity may be restricted to: a verb on a resource in a namespace."""
-
-    verb: str
-    resource: str
-    """``resource`` or ``resource/subresource``, with ``group/`` in front for non-core groups."""
-    namespace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +39,8 @@ class Block:
     decision: str
     """``namespace/name`` of the RiskDecision that ordered it."""
     credential_id: str = ""
-    allowed: frozenset[Operation] = frozenset()
+    allowed: frozenset[str] = frozenset()
+    """RESTRICT_SCOPE: the operation keys (``ingest.operation_key``) the identity may still use."""
     until: datetime | None = None
 
     def active(self, now: datetime) -> bool:
@@ -61,8 +53,8 @@ class Request:
 
     user: str
     credential_id: str
-    operation: Operation | None
-    """None for non-resource requests (``/healthz``, discovery)."""
+    operation: str
+    """The request's operation key (``ingest.operation_key``); empty when it names none."""
 
     @classmethod
     def from_review(cls, review: Mapping[str, Any]) -> Request:
@@ -73,30 +65,23 @@ class Request:
         extra = spec.get("extra") or {}
         cred = extra.get(CREDENTIAL_ID_KEY) or []
         attrs = spec.get("resourceAttributes")
-        operation = None
+        other = spec.get("nonResourceAttributes")
+        operation = ""
         if isinstance(attrs, dict):
-            operation = operation_of(
-                verb=str(attrs.get("verb", "")),
-                group=str(attrs.get("group", "")),
-                resource=str(attrs.get("resource", "")),
-                subresource=str(attrs.get("subresource", "")),
-                namespace=str(attrs.get("namespace", "")),
+            operation = operation_key(
+                str(attrs.get("verb", "")),
+                str(attrs.get("group", "")),
+                str(attrs.get("resource", "")),
+                str(attrs.get("subresource", "")),
+                str(attrs.get("namespace", "")),
             )
+        elif isinstance(other, dict):
+            operation = operation_key(str(other.get("verb", "")), path=str(other.get("path", "")))
         return cls(
             user=str(spec.get("user", "")),
             credential_id=str(cred[0]) if isinstance(cred, list) and cred else "",
             operation=operation,
         )
-
-
-def operation_of(
-    *, verb: str, group: str, resource: str, subresource: str, namespace: str
-) -> Operation:
-    """The one spelling of an operation, shared by baselines and reviews."""
-    name = f"{resource}/{subresource}" if subresource else resource
-    if group:
-        name = f"{group}/{name}"
-    return Operation(verb=verb, resource=name, namespace=namespace)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +139,12 @@ class AuthorizationState:
         """The state once a decision's blocks are released."""
         return AuthorizationState.of(b for b in self.blocks if b.decision != decision)
 
+    def without_kind(self, decision: str, kind: BlockKind) -> AuthorizationState:
+        """The state once one kind of a decision's blocks is released (its other blocks stay)."""
+        return AuthorizationState.of(
+            b for b in self.blocks if b.decision != decision or b.kind is not kind
+        )
+
     def replace_decision(self, decision: str, blocks: Iterable[Block]) -> AuthorizationState:
         return self.without_decision(decision).with_blocks(blocks)
 
@@ -182,15 +173,15 @@ def review(request: Request, state: AuthorizationState, *, now: datetime) -> Ver
             )
         if (
             block.kind is BlockKind.RESTRICT_SCOPE
-            and request.operation is not None
+            and request.operation
             and request.operation not in block.allowed
         ):
-            op = request.operation
-            where = f" in namespace {op.namespace}" if op.namespace else " cluster-wide"
             return Verdict(
                 denied=True,
                 decision=block.decision,
                 reason=f"identity-risk: {block.identity} is restricted to its observed baseline "
-                f"by RiskDecision {block.decision}; {op.verb} {op.resource}{where} is outside it",
+                f"({len(block.allowed)} operations) by RiskDecision {block.decision}; "
+                f"'{request.operation.strip()}' is outside it; see `kubectl risk explain "
+                f"{block.identity}`",
             )
     return NO_OPINION

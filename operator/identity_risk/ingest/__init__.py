@@ -6,6 +6,7 @@ Public interface::
     parse_lines(lines, *, stats=None, dedupe=None) -> Iterator[AuditRecord]   # JSON-lines log
     read_audit_log(path, *, stats=None, dedupe=None) -> Iterator[AuditRecord] # a log file
     parse_event(data, *, stats=None, dedupe=None) -> AuditRecord | None       # one Event
+    operation_key(verb, group, resource, subresource, namespace, path, impersonating) -> str
 
 Pass one long-lived ``Deduplicator`` per source so each request is counted once across batches,
 and a ``ParseStats`` to learn what was rejected and why. Malformed events never raise;
@@ -21,7 +22,7 @@ from identity_risk.ingest.decode import (
     read_audit_log,
 )
 from identity_risk.ingest.dedupe import Deduplicator
-from identity_risk.ingest.record import AuditRecord
+from identity_risk.ingest.record import AuditRecord, operation_key
 from identity_risk.ingest.stats import REJECTION_REASONS, ParseStats
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "BatchRejected",
     "Deduplicator",
     "ParseStats",
+    "operation_key",
     "parse_event",
     "parse_event_list",
     "parse_lines",

@@ -26,7 +26,7 @@ import msgspec
 from identity_risk.domain import Identity
 from identity_risk.ingest import stats as reasons
 from identity_risk.ingest.dedupe import STAGE_REQUEST_RECEIVED, Deduplicator
-from identity_risk.ingest.record import ANONYMOUS_USERNAME, AuditRecord
+from identity_risk.ingest.record import ANONYMOUS_USERNAME, AuditRecord, operation_key
 from identity_risk.ingest.stats import ParseStats
 
 AUDIT_API_VERSION = "audit.k8s.io/v1"
@@ -38,8 +38,6 @@ EXTRA_CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 
 ANNOTATION_DECISION = "authorization.k8s.io/decision"
 ANNOTATION_REASON = "authorization.k8s.io/reason"
-
-_MAX_NONRESOURCE_PATH = 128
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -266,15 +264,17 @@ def _to_record(event: _Event) -> AuditRecord | str:
 
     ref = event.objectRef
     verb = event.verb
+    impersonated = event.impersonatedUser
+    # Acting as someone else is a different operation from doing it as oneself.
     if ref is not None:
         resource, subresource, namespace = ref.resource, ref.subresource, ref.namespace
         name, api_group = ref.name, ref.apiGroup
-        res = f"{resource}/{subresource}" if subresource else resource
-        operation = f"{verb} {api_group}/{res} {namespace}"
+        operation = operation_key(
+            verb, api_group, resource, subresource, namespace, None, impersonated is not None
+        )
     else:
         resource = subresource = namespace = name = api_group = ""
-        path = event.requestURI.partition("?")[0][:_MAX_NONRESOURCE_PATH]
-        operation = f"{verb} {path}"
+        operation = operation_key(verb, "", "", "", "", event.requestURI, impersonated is not None)
 
     privileged = host_path = host_namespace = False
     if (
@@ -289,10 +289,6 @@ def _to_record(event: _Event) -> AuditRecord | str:
     annotations = event.annotations
     status = event.responseStatus
     source_ips = event.sourceIPs
-    impersonated = event.impersonatedUser
-    if impersonated is not None:
-        # Acting as someone else is a different operation from doing it as oneself.
-        operation = f"{operation} (impersonating)"
     # Positional, in AuditRecord's field order (see its docstring).
     return AuditRecord(
         event.auditID,

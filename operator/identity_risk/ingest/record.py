@@ -25,6 +25,37 @@ DECISION_FORBID = "forbid"
 READ_VERBS = frozenset({"get", "list", "watch"})
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
+MAX_NONRESOURCE_PATH = 128
+IMPERSONATING = " (impersonating)"
+
+
+def operation_key(
+    verb: str,
+    group: str = "",
+    resource: str = "",
+    subresource: str = "",
+    namespace: str = "",
+    path: str | None = None,
+    impersonating: bool = False,
+) -> str:
+    """The one spelling of an operation: the baseline's key, and what RestrictScope allows.
+
+    A resource request is ``"<verb> <group>/<resource>[/<subresource>] <namespace>"`` (core
+    group empty, so ``"list /configmaps payments"``; cluster-scoped ends in a space); a
+    non-resource request (``path`` given) is ``"<verb> <path>"`` without its query, cut at 128
+    characters. `` (impersonating)`` is appended when the request impersonated someone. The audit
+    decoder and the authorization webhook (SubjectAccessReview attributes) both spell keys here,
+    so a learned baseline and a later request compare equal. Positional calls are cheapest: the
+    decoder calls this once per event.
+    """
+    if path is not None:
+        key = f"{verb} {path.partition('?')[0][:MAX_NONRESOURCE_PATH]}"
+    elif subresource:
+        key = f"{verb} {group}/{resource}/{subresource} {namespace}"
+    else:
+        key = f"{verb} {group}/{resource} {namespace}"
+    return key + IMPERSONATING if impersonating else key
+
 
 class AuditRecord(msgspec.Struct, frozen=True, gc=False):
     """One API request as the detectors see it.
