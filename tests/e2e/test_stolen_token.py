@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from harness import Operated
 
-from identity_risk.record.chain import verify
-from identity_risk.record.log import read_links
+from identity_risk.cli.kubectl_risk import main as kubectl_risk
 from identity_risk.testing.controlplane import api_request
 from identity_risk.testing.scenario import (
     ATTACKER_IP,
@@ -219,31 +218,49 @@ def test_a_forged_audit_batch_changes_no_score(operated: Operated) -> None:
     assert operated.custom("workloadidentityrisks", namespace, "victim") is None
 
 
-def test_the_decision_log_verifies_and_an_altered_entry_is_named(
-    operated: Operated, tmp_path: Path
+def test_kubectl_risk_verify_passes_and_names_an_altered_entry(
+    operated: Operated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stolen = stolen_token(operated, "enforce")
     first_403_after_replay(operated, stolen)
     decision_of(operated, stolen["namespace"])
-    from identity_risk.cli.operator_main import SIGNING_KEY_FIELD
-    from identity_risk.record.chain import Signer
+    kubeconfig = f"--kubeconfig={operated.state.kubeconfig}"
+    log = operated.operator.decision_log
 
-    secret = operated.api.get("/api/v1/namespaces/identity-risk/secrets/identity-risk-signing-key")
-    assert secret is not None
-    import base64
+    # From the cluster's RiskDecisions, and from the operator's log file.
+    assert kubectl_risk(["verify", kubeconfig]) == 0
+    assert "chain intact" in capsys.readouterr().out
+    assert kubectl_risk(["verify", "--log", str(log), kubeconfig]) == 0
+    assert "chain intact" in capsys.readouterr().out
 
-    signer = Signer.from_pem(base64.b64decode(secret["data"][SIGNING_KEY_FIELD]))
-    links = list(read_links(operated.operator.decision_log))
-    assert links
-    assert verify(links, signer.public_key).ok
-
-    lines = operated.operator.decision_log.read_text().splitlines()
+    lines = log.read_text().splitlines()
     victim = len(lines) // 2
     entry = json.loads(lines[victim])
     entry["payload"]["spec"]["score"] = 1.0
     lines[victim] = json.dumps(entry)
     altered = tmp_path / "altered.jsonl"
     altered.write_text("\n".join(lines) + "\n")
-    result = verify(read_links(altered), signer.public_key)
-    assert not result.ok
-    assert result.broken_at == victim
+    assert kubectl_risk(["verify", "--log", str(altered), kubeconfig]) == 1
+    out = capsys.readouterr().out
+    assert f"BROKEN at link {victim} ({entry['payload']['decision']})" in out
+
+
+def test_kubectl_risk_explain_accounts_for_the_score(
+    operated: Operated, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stolen = stolen_token(operated, "enforce")
+    first_403_after_replay(operated, stolen)
+    namespace = stolen["namespace"]
+    wait_for(
+        "the identity's risk record",
+        lambda: (operated.custom("workloadidentityrisks", namespace, "checkout") or {}).get(
+            "status"
+        ),
+    )
+    code = kubectl_risk(
+        ["explain", "-n", namespace, "checkout", f"--kubeconfig={operated.state.kubeconfig}"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "TokenReplay" in out
+    assert ATTACKER_IP in out
