@@ -656,6 +656,11 @@ class ActionOutcome(Status):
         default_factory=list,
         description="RevokeToken: the credential-ids denied at the authorization webhook.",
     )
+    allowed_operations: list[str] = Field(
+        default_factory=list,
+        description="RestrictScope: the operation keys (verb group/resource namespace) the "
+        "identity may still use; everything else is denied at the authorization webhook.",
+    )
     until: datetime | None = Field(
         default=None, description="When the action lifts by itself (from its duration)."
     )
