@@ -23,6 +23,7 @@ from identity_risk.api.v1alpha1 import GROUP, VERSION
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "identity-risk-operator"
+MERGE_PATCH = "application/merge-patch+json"
 PLURALS = {
     "IdentityRiskPolicy": "identityriskpolicies",
     "WorkloadIdentityRisk": "workloadidentityrisks",
@@ -262,3 +263,108 @@ class Kube:
         except ApiException as exc:
             if exc.status != 409:
                 raise KubeError("create", f"secret {namespace}/{name}", exc) from None
+
+    # ---- playbook writes (QuarantinePods, RotateSecrets, RecreateServiceAccount) --------------
+
+    def patch_pod_labels(self, namespace: str, name: str, labels: Mapping[str, str | None]) -> bool:
+        """Merge-patch a pod's labels (``None`` removes one). False when the pod is gone."""
+        body = {"metadata": {"labels": dict(labels)}}
+        try:
+            self.core.patch_namespaced_pod(
+                name, namespace, body, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise KubeError("label", f"pod {namespace}/{name}", exc) from None
+        return True
+
+    def create_network_policy(self, namespace: str, body: Mapping[str, Any]) -> None:
+        """Create a NetworkPolicy; one already there under that name is kept (idempotent)."""
+        name = body["metadata"]["name"]
+        try:
+            self.networking.create_namespaced_network_policy(
+                namespace,
+                client.V1NetworkPolicy.model_validate(dict(body)),
+                field_manager=FIELD_MANAGER,
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise KubeError("create", f"NetworkPolicy {namespace}/{name}", exc) from None
+
+    def delete_network_policy(self, namespace: str, name: str) -> bool:
+        """Delete a NetworkPolicy. False when it was already gone."""
+        try:
+            self.networking.delete_namespaced_network_policy(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise KubeError("delete", f"NetworkPolicy {namespace}/{name}", exc) from None
+        return True
+
+    def patch_secret(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        data: Mapping[str, str],
+        annotations: Mapping[str, str],
+        resource_version: str,
+    ) -> None:
+        """Merge new base64 ``data`` keys and annotations into a Secret, if still unchanged.
+
+        ``resource_version`` guards the write: a concurrent change fails it with HTTP 409 and
+        nothing is written. Errors name the Secret only; no value reaches a message.
+        """
+        body = {
+            "metadata": {"resourceVersion": resource_version, "annotations": dict(annotations)},
+            "data": dict(data),
+        }
+        try:
+            self.core.patch_namespaced_secret(
+                name, namespace, body, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+            )
+        except ApiException as exc:
+            raise KubeError("update", f"secret {namespace}/{name}", exc) from None
+
+    def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ServiceAccount as plain JSON (wire field names), or None."""
+        try:
+            result: Any = self.core.read_namespaced_service_account(
+                name, namespace, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError("get", f"ServiceAccount {namespace}/{name}", exc) from None
+        return _as_dict(json.loads(result.data))
+
+    def delete_service_account(self, namespace: str, name: str, *, uid: str) -> bool:
+        """Delete the ServiceAccount with this UID (precondition). False when it is gone already
+        or was replaced by another object of the same name (a 409 on the UID precondition)."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        try:
+            self.core.delete_namespaced_service_account(name, namespace, body=options)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise KubeError("delete", f"ServiceAccount {namespace}/{name}", exc) from None
+        return True
+
+    def create_service_account(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a ServiceAccount; if the name exists, return the existing one."""
+        name = body["metadata"]["name"]
+        try:
+            result: Any = self.core.create_namespaced_service_account(
+                namespace,
+                client.V1ServiceAccount.model_validate(dict(body)),
+                field_manager=FIELD_MANAGER,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                existing = self.get_service_account(namespace, name)
+                if existing is not None:
+                    return existing
+            raise KubeError("create", f"ServiceAccount {namespace}/{name}", exc) from None
+        return _as_dict(json.loads(result.data))

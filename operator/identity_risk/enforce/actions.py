@@ -78,6 +78,8 @@ class ActionContext:
 
 
 Handler = Callable[[ActionContext, v1.Action, v1.RiskDecision], Outcome]
+Releaser = Callable[[ActionContext, v1.ActionOutcome, v1.RiskDecision], Outcome]
+"""Undoes what one recorded outcome says its action changed (``kubectl risk release``)."""
 
 
 def identity_of(obj: v1.RiskDecision) -> Identity:
@@ -173,3 +175,6 @@ HANDLERS: dict[ActionType, Handler] = {
     ActionType.REVOKE_TOKEN: revoke_token,
 }
 """Action type → handler. An action type without a handler is recorded as Skipped."""
+
+RELEASERS: dict[ActionType, Releaser] = {}
+"""Action type → releaser, for actions defined in this module (``playbook`` has them all)."""

@@ -23,7 +23,6 @@ from typing import Any
 from identity_risk.api import v1alpha1 as v1
 from identity_risk.domain import ActionType, Identity
 from identity_risk.enforce.actions import (
-    HANDLERS,
     ActionContext,
     Blocks,
     Outcome,
@@ -33,6 +32,7 @@ from identity_risk.enforce.actions import (
     post_json,
 )
 from identity_risk.enforce.authorization import AuthorizationState, Block, BlockKind
+from identity_risk.enforce.playbook import HANDLERS
 from identity_risk.kube import Kube, KubeError, ObjectRef
 from identity_risk.policy import Decision, Disposition
 from identity_risk.record.chain import Link
@@ -186,6 +186,8 @@ class Executor:
             clock=self.clock,
             policies=self.policies,
             post=self.post,
+            inventory=self.inventory,
+            baseline=self.baseline,
         )
         try:
             return handler(ctx, action, obj)

@@ -1,0 +1,24 @@
+"""The whole playbook: every action type the operator carries out, and how to undo it.
+
+Handlers live in their own modules (which import ``actions`` for the shared types), so the
+tables are assembled here, above all of them; the executor and ``kubectl risk release`` read
+these two dicts. One line per action.
+"""
+
+from __future__ import annotations
+
+from identity_risk.domain import ActionType
+from identity_risk.enforce import actions, quarantine
+from identity_risk.enforce.actions import Handler, Releaser
+
+HANDLERS: dict[ActionType, Handler] = {
+    **actions.HANDLERS,
+    ActionType.QUARANTINE_PODS: quarantine.quarantine_pods,
+}
+"""Action type → handler. An action type without a handler is recorded as Skipped."""
+
+RELEASERS: dict[ActionType, Releaser] = {
+    **actions.RELEASERS,
+    ActionType.QUARANTINE_PODS: quarantine.release_quarantine,
+}
+"""Action type → what undoes it (reversible actions only), from its recorded outcome."""
