@@ -186,16 +186,20 @@ def test_persistent_decision_log_uses_a_claim_and_recreate() -> None:
     )
 
 
-def test_mutating_webhook_skips_kube_system_and_the_operators_namespace() -> None:
+def test_mutating_webhooks_skip_kube_system_and_the_operators_namespace() -> None:
     docs = render(sets=("mutatingWebhook.excludeNamespaces={ci-runners}",))
-    (hook,) = one(docs, "MutatingWebhookConfiguration")["webhooks"]
-    (expression,) = hook["namespaceSelector"]["matchExpressions"]
-    assert expression["key"] == "kubernetes.io/metadata.name"
-    assert expression["operator"] == "NotIn"
-    assert set(expression["values"]) == {"kube-system", NAMESPACE, "ci-runners"}
-    assert hook["failurePolicy"] == "Ignore"
-    assert hook["sideEffects"] == "None"
-    assert hook["clientConfig"]["service"]["path"] == "/mutate"
+    hooks = {h["name"]: h for h in one(docs, "MutatingWebhookConfiguration")["webhooks"]}
+    assert set(hooks) == {"pods.identityrisk.dev", "riskapprovals.identityrisk.dev"}
+    for hook in hooks.values():
+        (expression,) = hook["namespaceSelector"]["matchExpressions"]
+        assert expression["key"] == "kubernetes.io/metadata.name"
+        assert expression["operator"] == "NotIn"
+        assert set(expression["values"]) == {"kube-system", NAMESPACE, "ci-runners"}
+        assert hook["sideEffects"] == "None"
+        assert hook["clientConfig"]["service"]["path"] == "/mutate"
+    assert hooks["pods.identityrisk.dev"]["failurePolicy"] == "Ignore"  # never blocks pods
+    # An approval nobody stamped is never accepted: refuse it at admission instead.
+    assert hooks["riskapprovals.identityrisk.dev"]["failurePolicy"] == "Fail"
 
 
 def test_cert_manager_mode_issues_the_certificate_and_injects_the_ca() -> None:

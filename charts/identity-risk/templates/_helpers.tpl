@@ -26,3 +26,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "identity-risk.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{- define "identity-risk.webhookClient" -}}
+service:
+  name: {{ include "identity-risk.fullname" . }}
+  namespace: {{ .Release.Namespace }}
+  path: /mutate
+  port: 443
+{{- if and (eq .Values.webhook.tls.mode "secret") .Values.webhook.tls.caBundle }}
+caBundle: {{ .Values.webhook.tls.caBundle }}
+{{- end }}
+{{- end -}}
+{{- define "identity-risk.notOurs" -}}
+# Never kube-system, never the operator's own namespace (it must be able to start itself).
+matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+      - kube-system
+      - {{ .Release.Namespace }}
+      {{- range .Values.mutatingWebhook.excludeNamespaces }}
+      - {{ . }}
+      {{- end }}
+{{- end -}}
