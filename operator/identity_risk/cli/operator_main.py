@@ -31,6 +31,7 @@ from identity_risk.runtime.follow import follow_audit_log
 from identity_risk.runtime.live import LiveConfig, LiveOperator, utcnow
 from identity_risk.runtime.store import InventoryStore
 from identity_risk.webhook import ServerTLS, WebhookServer
+from identity_risk.webhook.tls import ensure_serving_certificate
 
 log = logging.getLogger("identity_risk")
 
@@ -51,8 +52,34 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="the operator's own ServiceAccount (never acted on)",
     )
     parser.add_argument("--listen", default="0.0.0.0:8443", help="HOST:PORT of the webhooks")
-    parser.add_argument("--tls-cert", type=Path, required=True, help="webhook serving cert")
-    parser.add_argument("--tls-key", type=Path, required=True, help="webhook serving key")
+    parser.add_argument(
+        "--tls-cert", type=Path, help="webhook serving cert (default: generated, see --tls-secret)"
+    )
+    parser.add_argument("--tls-key", type=Path, help="webhook serving key (with --tls-cert)")
+    parser.add_argument(
+        "--tls-secret",
+        default="identity-risk-operator-tls",
+        help="without --tls-cert: Secret (in --namespace) with the generated webhook CA, serving"
+        " and apiserver client certificates; created on first start",
+    )
+    parser.add_argument(
+        "--tls-name",
+        action="append",
+        default=[],
+        help="DNS name of a generated serving cert (repeatable; default: the chart's Service)",
+    )
+    parser.add_argument(
+        "--tls-ip",
+        action="append",
+        default=[],
+        help="IP of a generated serving cert (repeatable; default: 127.0.0.1, for a NodePort)",
+    )
+    parser.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=Path("/tmp/identity-risk-tls"),
+        help="where generated certificates are written for the server to load",
+    )
     parser.add_argument(
         "--client-ca", type=Path, help="CA that signs the apiserver's webhook client certificate"
     )
@@ -123,9 +150,42 @@ def signing_key(kube: Kube, *, namespace: str, name: str) -> Signer:
     return Signer.from_pem(base64.b64decode(pem))
 
 
+def webhook_tls(kube: Kube, args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
+    """Serving cert, key and client CA: the given files, or generated ones kept in a Secret."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise RuntimeError("give both --tls-cert and --tls-key, or neither (to generate them)")
+    if args.tls_cert is not None:
+        return args.tls_cert, args.tls_key, args.client_ca
+    service = "identity-risk-operator"
+    files = ensure_serving_certificate(
+        kube,
+        namespace=args.namespace,
+        secret=args.tls_secret,
+        server_names=args.tls_name
+        or [
+            service,
+            f"{service}.{args.namespace}",
+            f"{service}.{args.namespace}.svc",
+            f"{service}.{args.namespace}.svc.cluster.local",
+        ],
+        server_ips=args.tls_ip or ["127.0.0.1"],
+        directory=args.tls_dir,
+        now=utcnow(),
+    )
+    if files.created:
+        log.warning(
+            "generated the webhook CA and certificates into Secret %s/%s; the apiserver needs its"
+            " ca.crt and apiserver-webhook-client.{crt,key} (docs/install.md)",
+            args.namespace,
+            args.tls_secret,
+        )
+    return files.cert, files.key, args.client_ca or files.ca
+
+
 def run(args: argparse.Namespace) -> int:
     import kopf  # imported here so `kubectl risk` and `demo` stay light
 
+    from identity_risk.enforce.clamps import TokenClamps
     from identity_risk.enforce.executor import Executor
     from identity_risk.runtime.handlers import build_registry
 
@@ -136,6 +196,11 @@ def run(args: argparse.Namespace) -> int:
         signer = signing_key(kube, namespace=args.namespace, name=args.signing_key_secret)
     except KubeError as exc:
         log.error("cannot read or create the signing key: %s", exc)
+        return 1
+    try:
+        tls_cert, tls_key, client_ca = webhook_tls(kube, args)
+    except (KubeError, RuntimeError) as exc:
+        log.error("webhook certificates: %s", exc)
         return 1
     decision_log = DecisionLog(args.decision_log, signer)
     if decision_log.truncated_bytes:
@@ -149,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
         operator=OperatorSelf(namespace=args.namespace, service_account=args.service_account),
     )
     live: LiveOperator
+    clamps = TokenClamps()
 
     def executor_factory(book: object) -> Executor:
         return Executor(
@@ -160,11 +226,17 @@ def run(args: argparse.Namespace) -> int:
             policies=lambda name: live.policy(name),
             inventory=lambda: live.source.inventory(),
             baseline=lambda identity: live.baseline(identity),
+            clamps=clamps,
             on_outcome=lambda t, p: metrics.actions.labels(type=t.value, outcome=p.value).inc(),
         )
 
     live = LiveOperator(
-        kube=kube, store=store, executor_factory=executor_factory, metrics=metrics, config=config
+        kube=kube,
+        store=store,
+        executor_factory=executor_factory,
+        metrics=metrics,
+        config=config,
+        clamps=clamps,
     )
     try:
         # ServiceAccounts and Namespaces first, so the store knows which identities exist
@@ -193,9 +265,9 @@ def run(args: argparse.Namespace) -> int:
         host=host or "0.0.0.0",
         port=int(port),
         tls=ServerTLS(
-            cert_file=args.tls_cert,
-            key_file=args.tls_key,
-            client_ca_file=args.client_ca,
+            cert_file=tls_cert,
+            key_file=tls_key,
+            client_ca_file=client_ca,
             client_names=frozenset(args.client_name),
         ),
         bearer_tokens=tokens,
