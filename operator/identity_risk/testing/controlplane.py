@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from identity_risk.webhook.tls import cert_pem, key_pem, new_ca
+from identity_risk.webhook.tls import issue as issue_certificate
 
 RELEASE = "v1.36.3"
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -104,35 +106,10 @@ class Pki:
     def generate(cls, directory: Path, *, extra_webhook_names: Sequence[str] = ()) -> Pki:
         """Create a CA and issue every certificate from it (ECDSA P-256, valid for a week)."""
         directory.mkdir(parents=True, exist_ok=True)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "identity-risk-test-ca")])
         now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        ca = _write_pair(directory, "ca", ca_cert, ca_key)
+        week = datetime.timedelta(days=7)
+        authority = new_ca("identity-risk-test-ca", not_before=now, validity=week)
+        ca = _write_pair(directory, "ca", authority.cert, authority.key)
 
         def issue(
             name: str,
@@ -142,38 +119,21 @@ class Pki:
             server_names: Sequence[str] = (),
             server_ips: Sequence[str] = (),
         ) -> CertPair:
-            key = ec.generate_private_key(ec.SECP256R1())
-            attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-            attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
-            server = bool(server_names or server_ips)
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(x509.Name(attrs))
-                .issuer_name(ca_name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now)
-                .not_valid_after(now + datetime.timedelta(days=7))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(
-                    x509.ExtendedKeyUsage(
-                        [ExtendedKeyUsageOID.SERVER_AUTH]
-                        if server
-                        else [ExtendedKeyUsageOID.CLIENT_AUTH]
-                    ),
-                    critical=False,
-                )
+            cert, key = issue_certificate(
+                authority,
+                cn,
+                not_before=now,
+                validity=week,
+                orgs=orgs,
+                server_names=server_names,
+                server_ips=server_ips,
             )
-            if server:
-                sans: list[x509.GeneralName] = [x509.DNSName(n) for n in server_names]
-                sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
-                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            return _write_pair(directory, name, builder.sign(ca_key, hashes.SHA256()), key)
+            return _write_pair(directory, name, cert, key)
 
         service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
         sa_key = ec.generate_private_key(ec.SECP256R1())
         sa = CertPair(cert=directory / "service-account.pub", key=directory / "service-account.key")
-        sa.key.write_bytes(_key_pem(sa_key))
+        sa.key.write_bytes(key_pem(sa_key))
         sa.cert.write_bytes(
             sa_key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -222,20 +182,12 @@ class Pki:
         return ctx
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-
-
 def _write_pair(
     directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
 ) -> CertPair:
     pair = CertPair(cert=directory / f"{name}.crt", key=directory / f"{name}.key")
-    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pair.key.write_bytes(_key_pem(key))
+    pair.cert.write_bytes(cert_pem(cert))
+    pair.key.write_bytes(key_pem(key))
     pair.key.chmod(0o600)
     return pair
 
