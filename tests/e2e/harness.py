@@ -110,6 +110,18 @@ POLICIES = [
         label="quarantine",
         actions=[{"type": "Notify"}, {"type": "QuarantinePods", "allowDNS": True}],
     ),
+    policy(
+        "e2e-rotate",
+        mode="Enforce",
+        label="rotate",
+        actions=[{"type": "Notify"}, {"type": "RotateSecrets"}],
+    ),
+    policy(
+        "e2e-recreate",
+        mode="Enforce",
+        label="recreate",
+        actions=[{"type": "Notify"}, {"type": "RecreateServiceAccount"}],
+    ),
 ]
 
 

@@ -9,10 +9,16 @@ the labels), not by dropped packets.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import base64
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
 from harness import Operated
 
 from identity_risk.api import v1alpha1 as v1
@@ -136,3 +142,183 @@ def test_releasing_a_quarantine_restores_the_pods_and_removes_the_policy(
     # Releasing twice is harmless (a crash during release is replayed).
     again = RELEASERS[recorded.type](admin_context(operated), recorded, obj)
     assert again.phase is v1.ActionPhase.RELEASED
+
+
+# --- RotateSecrets -------------------------------------------------------------------------------
+
+MARKER = "planted-marker-7f3a9c"
+
+
+def make_ca_secret(name: str) -> tuple[dict[str, Any], x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "e2e CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    body = secret(
+        name,
+        {"tls.crt": cert.public_bytes(serialization.Encoding.PEM), "tls.key": pem_key},
+        kind="kubernetes.io/tls",
+    )
+    return body, cert
+
+
+def secret(
+    name: str, data: dict[str, bytes], *, rotate: str = "", kind: str = "Opaque"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "annotations": {"identityrisk.dev/rotate": rotate} if rotate else {},
+        },
+        "type": kind,
+        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+    }
+
+
+def data_of(operated: Operated, namespace: str, name: str) -> dict[str, bytes]:
+    found = operated.api.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    assert found is not None
+    return {k: base64.b64decode(v) for k, v in (found.get("data") or {}).items()}
+
+
+def consuming_workload(operated: Operated, mode: str, secrets: list[dict[str, Any]]) -> str:
+    """A namespace with ``secrets`` and a Deployment (``checkout``) that mounts or reads each."""
+    api = operated.api
+    namespace = operated.namespace(mode)
+    api.create(
+        "/api/v1/namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": operated.labels(mode)},
+        },
+    )
+    api.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "checkout"}},
+    )
+    for body in secrets:
+        api.create(f"/api/v1/namespaces/{namespace}/secrets", body)
+    names = [s["metadata"]["name"] for s in secrets if s["metadata"]["annotations"]]
+    env_secret, mounted = names[0], names[1:]
+    api.create(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "checkout"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "checkout"}},
+                "template": {
+                    "metadata": {"labels": {"app": "checkout"}},
+                    "spec": {
+                        "serviceAccountName": "checkout",
+                        "containers": [
+                            {
+                                "name": "app",
+                                "image": "example.com/checkout:1.4",
+                                "envFrom": [{"secretRef": {"name": env_secret}}],
+                            }
+                        ],
+                        "volumes": [{"name": n, "secret": {"secretName": n}} for n in mounted],
+                    },
+                },
+            },
+        },
+    )
+    deploy_workload(api, namespace=namespace, name="checkout", labels=operated.labels(mode))
+    return namespace
+
+
+def test_rotation_regenerates_opted_in_secrets_and_rolls_their_consumers(
+    operated: Operated,
+) -> None:
+    api = operated.api
+    ca_body, ca_cert = make_ca_secret("root-ca")
+    secrets = [
+        secret(
+            "db-password",
+            {"value": MARKER.encode()},
+            rotate='{"generator":"random","length":24,"encoding":"hex"}',
+        ),
+        secret("signing", {"private.pem": MARKER.encode()}, rotate='{"generator":"ed25519"}'),
+        secret("deploy-key", {"private.pem": MARKER.encode()}, rotate='{"generator":"rsa"}'),
+        secret(
+            "api-tls",
+            {"tls.crt": MARKER.encode(), "tls.key": MARKER.encode()},
+            rotate='{"generator":"tls","ca":"root-ca","dnsNames":["api.example"]}',
+        ),
+        ca_body,
+    ]
+    namespace = consuming_workload(operated, "rotate", secrets)
+    pod = running_pod(api, namespace=namespace, app="checkout")
+    token = pod_token(api, pod)
+    pod_ip = pod["status"]["podIP"]
+    for _ in range(3):
+        assert read_configmaps(api, namespace=namespace, token=token, source_ip=pod_ip) == 200
+    ca_before = data_of(operated, namespace, "root-ca")
+
+    decision = replay(operated, {"namespace": namespace, "token": token})
+    rotated = outcome(decision, "RotateSecrets")
+    assert rotated["phase"] == "Succeeded", rotated["message"]
+
+    # Each opted-in secret has a new, valid value of its kind.
+    password = data_of(operated, namespace, "db-password")["value"]
+    assert len(bytes.fromhex(password.decode())) == 24
+    signing = data_of(operated, namespace, "signing")
+    assert isinstance(
+        serialization.load_pem_private_key(signing["private.pem"], password=None),
+        ed25519.Ed25519PrivateKey,
+    )
+    deploy_key = data_of(operated, namespace, "deploy-key")
+    assert isinstance(
+        serialization.load_pem_private_key(deploy_key["private.pem"], password=None),
+        rsa.RSAPrivateKey,
+    )
+    tls = data_of(operated, namespace, "api-tls")
+    leaf = x509.load_pem_x509_certificate(tls["tls.crt"])
+    leaf.verify_directly_issued_by(ca_cert)
+    assert (
+        leaf.public_key()
+        == serialization.load_pem_private_key(tls["tls.key"], password=None).public_key()
+    )
+    assert data_of(operated, namespace, "root-ca") == ca_before  # not opted in: untouched
+
+    # The consumer was evicted and its Deployment made a new pod.
+    fresh = running_pod(api, namespace=namespace, app="checkout", exclude=pod["metadata"]["name"])
+    assert fresh["metadata"]["uid"] != pod["metadata"]["uid"]
+    old = api.get(f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}")
+    assert old is None or old["metadata"].get("deletionTimestamp")
+
+    # Neither the planted value nor any new one is in the record, the Events or the log.
+    events = api.get(f"/api/v1/namespaces/{namespace}/events") or {}
+    decisions = operated.custom("riskdecisions", namespace) or {}
+    records = [
+        json.dumps(decisions),
+        json.dumps(events),
+        operated.operator.decision_log.read_text(),
+        operated.operator.log_tail(lines=100_000),
+    ]
+    new_values = [password, signing["private.pem"], deploy_key["private.pem"], tls["tls.key"]]
+    for text in records:
+        assert MARKER not in text
+        for value in new_values:
+            assert value.decode() not in text
+            assert base64.b64encode(value).decode() not in text
+    assert "db-password" in json.dumps(rotated["changed"])

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from identity_risk.api import v1alpha1 as v1
 from identity_risk.domain import ActionType, Identity
 from identity_risk.enforce.authorization import AuthorizationState, Block, BlockKind
+from identity_risk.enforce.clamps import TokenClamps
 from identity_risk.kube import Kube
 from identity_risk.record.decisions import manifest
 from identity_risk.signals import Inventory
@@ -34,6 +35,7 @@ class Outcome:
     changed: tuple[str, ...] = ()
     credentials: tuple[str, ...] = ()
     until: datetime | None = None
+    allowed_operations: tuple[str, ...] = ()
 
 
 Poster = Callable[[str, Mapping[str, Any]], None]
@@ -57,6 +59,10 @@ class Blocks:
     def add(self, blocks: Iterable[Block]) -> None:
         raise NotImplementedError
 
+    def drop(self, decision: str, kind: BlockKind) -> None:
+        """Remove one kind of a decision's blocks (its other blocks stay)."""
+        raise NotImplementedError
+
     @property
     def state(self) -> AuthorizationState:
         raise NotImplementedError
@@ -75,6 +81,8 @@ class ActionContext:
     """The live inventory snapshot (pods of an identity, its secrets, ...)."""
     baseline: Callable[[Identity], frozenset[str]] = lambda _identity: frozenset()
     """The identity's learned operations (``AuditRecord.operation`` keys), copied under lock."""
+    clamps: TokenClamps = field(default_factory=TokenClamps)
+    """Token-lifetime clamps the pod admission webhook answers from (ShortenTokenTTL)."""
 
 
 Handler = Callable[[ActionContext, v1.Action, v1.RiskDecision], Outcome]

@@ -32,6 +32,7 @@ from identity_risk.enforce.actions import (
     post_json,
 )
 from identity_risk.enforce.authorization import AuthorizationState, Block, BlockKind
+from identity_risk.enforce.clamps import TokenClamps, clamps_of
 from identity_risk.enforce.playbook import HANDLERS
 from identity_risk.kube import Kube, KubeError, ObjectRef
 from identity_risk.policy import Decision, Disposition
@@ -66,6 +67,10 @@ class AuthorizationBook(Blocks):
         with self._lock:
             self._state = self._state.without_decision(decision)
 
+    def drop(self, decision: str, kind: BlockKind) -> None:
+        with self._lock:
+            self._state = self._state.without_kind(decision, kind)
+
 
 def blocks_of(obj: v1.RiskDecision) -> list[Block]:
     """The authorization blocks a recorded decision has in force (from its status)."""
@@ -80,6 +85,16 @@ def blocks_of(obj: v1.RiskDecision) -> list[Block]:
         if outcome.type is ActionType.DENY_API_ACCESS:
             out.append(
                 Block(BlockKind.DENY_IDENTITY, identity, decision=decision, until=outcome.until)
+            )
+        elif outcome.type is ActionType.RESTRICT_SCOPE:
+            out.append(
+                Block(
+                    BlockKind.RESTRICT_SCOPE,
+                    identity,
+                    decision=decision,
+                    allowed=frozenset(outcome.allowed_operations),
+                    until=outcome.until,
+                )
             )
         elif outcome.type is ActionType.REVOKE_TOKEN:
             out.extend(
@@ -108,6 +123,7 @@ class Executor:
     on_outcome: Callable[[ActionType, v1.ActionPhase], None] | None = None
     inventory: Callable[[], Inventory] = Inventory
     baseline: Callable[[Identity], frozenset[str]] = lambda _identity: frozenset()
+    clamps: TokenClamps = field(default_factory=TokenClamps)
     after_action: Callable[[ActionType], None] | None = None
     """Called after each action's outcome is recorded (failure injection in tests)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -154,6 +170,7 @@ class Executor:
                     message=outcome.message,
                     changed=list(outcome.changed),
                     credentials=list(outcome.credentials),
+                    allowed_operations=list(outcome.allowed_operations),
                     until=outcome.until,
                     at=self.clock(),
                 )
@@ -167,6 +184,7 @@ class Executor:
         status = self._patch(namespace, name, {"phase": phase.value})
         final = stored.model_copy(update={"status": status})
         self.book.put(f"{namespace}/{name}", blocks_of(final))
+        self.clamps.put(f"{namespace}/{name}", clamps_of(final))
         self._event(final)
         return final
 
@@ -188,6 +206,7 @@ class Executor:
             post=self.post,
             inventory=self.inventory,
             baseline=self.baseline,
+            clamps=self.clamps,
         )
         try:
             return handler(ctx, action, obj)

@@ -8,17 +8,20 @@ these two dicts. One line per action.
 from __future__ import annotations
 
 from identity_risk.domain import ActionType
-from identity_risk.enforce import actions, quarantine
+from identity_risk.enforce import actions
 from identity_risk.enforce.actions import Handler, Releaser
+from identity_risk.enforce.quarantine import quarantine_pods, release_quarantine
+from identity_risk.enforce.rotation import rotate_secrets
 
 HANDLERS: dict[ActionType, Handler] = {
     **actions.HANDLERS,
-    ActionType.QUARANTINE_PODS: quarantine.quarantine_pods,
+    ActionType.QUARANTINE_PODS: quarantine_pods,
+    ActionType.ROTATE_SECRETS: rotate_secrets,
 }
 """Action type → handler. An action type without a handler is recorded as Skipped."""
 
 RELEASERS: dict[ActionType, Releaser] = {
     **actions.RELEASERS,
-    ActionType.QUARANTINE_PODS: quarantine.release_quarantine,
+    ActionType.QUARANTINE_PODS: release_quarantine,
 }
 """Action type → what undoes it (reversible actions only), from its recorded outcome."""

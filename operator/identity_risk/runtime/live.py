@@ -34,8 +34,9 @@ from identity_risk.domain import (
     signal_from_dict,
     signal_to_dict,
 )
-from identity_risk.enforce import admission
+from identity_risk.enforce import admission, ttl
 from identity_risk.enforce.authorization import NO_OPINION, Request, review
+from identity_risk.enforce.clamps import TokenClamps, clamps_of
 from identity_risk.enforce.executor import AuthorizationBook, Executor, blocks_of
 from identity_risk.engine import DetectorSource, Engine, Evaluation
 from identity_risk.ingest import AuditRecord, Deduplicator, ParseStats, parse_event_list
@@ -124,6 +125,7 @@ class LiveOperator:
         metrics: Metrics,
         config: LiveConfig,
         clock: Callable[[], datetime] = utcnow,
+        clamps: TokenClamps | None = None,
     ) -> None:
         self.kube = kube
         self.store = store
@@ -131,6 +133,8 @@ class LiveOperator:
         self.config = config
         self.clock = clock
         self.book = AuthorizationBook()
+        self.clamps = clamps if clamps is not None else TokenClamps()
+        """Token-lifetime clamps in force (pod admission); the executor's, shared."""
         self.executor = executor_factory(self.book)
         self.states = IdentityStates()
         self.detectors = Detectors()
@@ -149,6 +153,7 @@ class LiveOperator:
         self.ready = threading.Event()
         self.admission: dict[str, admission.AdmissionHandler] = {}
         self._seen_inventory: object = None
+        self.admission["pods"] = ttl.admit_pod(self.clamps)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -229,6 +234,7 @@ class LiveOperator:
         key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
         if deleted:
             self.book.release(key)
+            self.clamps.release(key)
             return
         try:
             obj = v1.RiskDecision.model_validate(body)
@@ -236,6 +242,7 @@ class LiveOperator:
             log.warning("RiskDecision %s could not be read; its blocks are not applied", key)
             return
         self.book.put(key, blocks_of(obj))
+        self.clamps.put(key, clamps_of(obj))
         # A recorded decision is the surest record of an identity's band: it is written before
         # any action, so after a crash the engine does not decide (and act) a second time.
         spec = obj.spec

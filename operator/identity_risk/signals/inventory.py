@@ -51,6 +51,7 @@ class Pod:
     service_account: str
     labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     secret_refs: tuple[str, ...] = ()
+    """Secrets the pod mounts (volumes, projected sources) or reads into env vars."""
     owner_kind: str = ""
     owner_name: str = ""
     automount: bool | None = None
@@ -434,6 +435,16 @@ def _pod(obj: Mapping[str, Any]) -> Pod:
                     expiration = seconds
             secret_name = _map(source.get("secret")).get("name")
             if isinstance(secret_name, str):
+                secret_refs.append(secret_name)
+    containers = _list(spec.get("containers")) + _list(spec.get("initContainers"))
+    for container in (_map(c) for c in containers):
+        for env in (_map(e) for e in _list(container.get("env"))):
+            secret_name = _map(_map(env.get("valueFrom")).get("secretKeyRef")).get("name")
+            if isinstance(secret_name, str) and secret_name not in secret_refs:
+                secret_refs.append(secret_name)
+        for source in (_map(e) for e in _list(container.get("envFrom"))):
+            secret_name = _map(source.get("secretRef")).get("name")
+            if isinstance(secret_name, str) and secret_name not in secret_refs:
                 secret_refs.append(secret_name)
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     return Pod(
