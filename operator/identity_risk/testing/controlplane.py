@@ -36,6 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -56,7 +57,7 @@ CLI_STATE_POINTER = Path(
     )
 )
 
-# The three strings in config/apiserver/ that differ between a kind node and this launcher.
+# The strings in config/apiserver/ that differ between a kind node and this launcher.
 KIND_CONFIG_DIR = "/etc/kubernetes/identity-risk/"
 KIND_PKI_DIR = "/etc/kubernetes/identity-risk-pki/"
 KIND_WEBHOOK_BASE = "https://127.0.0.1:30443"
@@ -65,6 +66,8 @@ TEMPLATES = (
     "audit-webhook.kubeconfig",
     "authorization-config.yaml",
     "authorization-webhook.kubeconfig",
+    "admission-config.yaml",
+    "admission-webhook.kubeconfig",
 )
 
 SERVICE_CIDR = "10.0.0.0/24"
@@ -207,6 +210,10 @@ def render_apiserver_config(
         text = text.replace(KIND_PKI_DIR, f"{pki_dir}/")
         text = text.replace(KIND_CONFIG_DIR, f"{target}/")
         text = text.replace(KIND_WEBHOOK_BASE, webhook_base_url.rstrip("/"))
+        # a bare host:port: an admission kubeconfig's user is named after the webhook's host
+        text = text.replace(
+            KIND_WEBHOOK_BASE.removeprefix("https://"), urlsplit(webhook_base_url).netloc
+        )
         (target / name).write_text(text)
         rendered[name] = target / name
     return rendered
@@ -436,6 +443,8 @@ class ControlPlane:
                 f"--audit-webhook-config-file={config['audit-webhook.kubeconfig']}",
                 "--audit-webhook-mode=batch",
                 "--audit-webhook-batch-max-wait=1s",
+                # the client certificate presented to the operator's /mutate
+                f"--admission-control-config-file={config['admission-config.yaml']}",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
