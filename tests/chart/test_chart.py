@@ -266,3 +266,23 @@ def test_apiserver_presents_its_client_certificate_to_the_charts_admission_webho
     host = f"{service['service']['name']}.{service['service']['namespace']}.svc"
     (user,) = [u for u in kubeconfig["users"] if host.endswith(u["name"].removeprefix("*"))]
     assert user["user"]["client-certificate"].endswith("apiserver-webhook-client.crt")
+
+
+def test_by_default_the_operator_generates_its_webhook_certificates() -> None:
+    docs = render()
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--tls-secret=identity-risk-operator-tls" in container["args"]
+    assert f"--tls-name=identity-risk-operator.{NAMESPACE}.svc" in container["args"]
+    assert not [a for a in container["args"] if a.startswith(("--tls-cert", "--client-ca"))]
+    assert "/etc/identity-risk/tls" not in {m["mountPath"] for m in container["volumeMounts"]}
+    (get,) = [r for r in one(docs, "Role")["rules"] if r["verbs"] == ["get"]]
+    assert set(get["resourceNames"]) == {"identity-risk-signing-key", "identity-risk-operator-tls"}
+
+
+def test_a_given_secret_is_mounted_and_is_the_client_ca() -> None:
+    docs = render(CHART / "ci" / "kind-values.yaml")
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--tls-cert=/etc/identity-risk/tls/tls.crt" in container["args"]
+    assert "--client-ca=/etc/identity-risk/client-ca/ca.crt" in container["args"]
+    (get,) = [r for r in one(docs, "Role")["rules"] if r["verbs"] == ["get"]]
+    assert get["resourceNames"] == ["identity-risk-signing-key"]

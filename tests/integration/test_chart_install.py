@@ -142,6 +142,34 @@ MAY = [
     ("create", "events", "", "shop"),
     ("create", "secrets", "", NAMESPACE),
 ]
+
+
+@pytest.mark.parametrize("secret", ["identity-risk-signing-key", "identity-risk-operator-tls"])
+def test_the_chart_grants_reading_its_own_secrets_by_name_only(
+    installed: Installed, secret: str
+) -> None:
+    status, review = installed.api.call(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": OPERATOR,
+                "resourceAttributes": {
+                    "verb": "get",
+                    "resource": "secrets",
+                    "namespace": NAMESPACE,
+                    "name": secret,
+                },
+            },
+        },
+    )
+    assert status == 201
+    assert review["status"].get("allowed") is True
+    assert not installed.can("get", "secrets", namespace=NAMESPACE)  # any other name
+
+
 MAY_NOT = [
     # Git owns these: the operator never writes them, so Argo CD never fights it.
     *[

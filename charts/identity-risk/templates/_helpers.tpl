@@ -23,6 +23,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "identity-risk.tlsSecret" .) .Values.webhook.clientCA.secretName -}}
 {{- end -}}
 
+{{/* The client CA is a mounted Secret unless the operator generated its own (and the client
+certificate the apiserver presents) and no other was named. */}}
+{{- define "identity-risk.clientCAMounted" -}}
+{{- if or (ne .Values.webhook.tls.mode "generate") .Values.webhook.clientCA.secretName -}}true{{- end -}}
+{{- end -}}
+
 {{- define "identity-risk.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
@@ -33,7 +39,7 @@ service:
   namespace: {{ .Release.Namespace }}
   path: /mutate
   port: 443
-{{- if and (eq .Values.webhook.tls.mode "secret") .Values.webhook.tls.caBundle }}
+{{- if and (ne .Values.webhook.tls.mode "certManager") .Values.webhook.tls.caBundle }}
 caBundle: {{ .Values.webhook.tls.caBundle }}
 {{- end }}
 {{- end -}}
