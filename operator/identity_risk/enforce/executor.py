@@ -143,7 +143,11 @@ class Executor:
         for body in self.kube.list_custom("RiskDecision"):
             obj = v1.RiskDecision.model_validate(body)
             status = obj.status or v1.RiskDecisionStatus()
-            if status.phase in (v1.DecisionPhase.RECORDED, v1.DecisionPhase.EXECUTING):
+            if status.phase in (
+                v1.DecisionPhase.RECORDED,
+                v1.DecisionPhase.EXECUTING,
+                v1.DecisionPhase.AWAITING_APPROVAL,  # answered just before a crash
+            ):
                 log.info("resuming unfinished decision %s", key_of(obj))
                 with self._lock:
                     finished.append(self._carry_out(obj))
@@ -158,8 +162,19 @@ class Executor:
         spec = stored.spec
         act = spec.disposition == Disposition.ACT.value
         recorded: list[v1.ActionOutcome] = list(status.actions)
+        stop: tuple[v1.DecisionPhase, str] | None = None
+        if recorded and _awaiting(recorded[-1]):
+            answer = answered(status.approval, spec.actions[len(recorded) - 1], recorded[-1])
+            if answer is None:
+                return stored.model_copy(update={"status": status})  # still waiting
+            recorded[-1], stop = answer
+            status = self._patch(namespace, name, {"actions": _dump_list(recorded)})
         for action in spec.actions[len(recorded) :]:  # outcomes are recorded in action order
-            if act or action.type is ActionType.NOTIFY:
+            if stop is not None:
+                outcome = Outcome(v1.ActionPhase.SKIPPED, stop[1])
+            elif act and action.type is ActionType.REQUIRE_APPROVAL:
+                outcome = _ask(action, now=self.clock())
+            elif act or action.type is ActionType.NOTIFY:
                 outcome = self._run(action, stored)
             else:
                 outcome = Outcome(v1.ActionPhase.SKIPPED, _why_not(spec.disposition))
@@ -180,13 +195,46 @@ class Executor:
                 self.on_outcome(action.type, outcome.phase)
             if self.after_action is not None:
                 self.after_action(action.type)
-        phase = _final_phase(act, recorded)
+            if outcome.phase is v1.ActionPhase.PENDING:  # RequireApproval: wait for an answer
+                status = self._patch(
+                    namespace,
+                    name,
+                    {
+                        "phase": v1.DecisionPhase.AWAITING_APPROVAL.value,
+                        "approval": {"state": APPROVAL_PENDING},
+                    },
+                )
+                waiting = stored.model_copy(update={"status": status})
+                self._event(waiting)
+                return waiting
+        phase = stop[0] if stop is not None else _final_phase(act, recorded)
         status = self._patch(namespace, name, {"phase": phase.value})
         final = stored.model_copy(update={"status": status})
         self.book.put(f"{namespace}/{name}", blocks_of(final))
         self.clamps.put(f"{namespace}/{name}", clamps_of(final))
         self._event(final)
         return final
+
+    def answer(self, key: str, *, state: str, by: str = "") -> v1.RiskDecision | None:
+        """Record the answer to a decision awaiting approval and carry on from there.
+
+        ``state`` is Approved, Denied or TimedOut. Returns None when the decision is gone or
+        no longer waiting (answered already, released).
+        """
+        namespace, name = key.split("/", 1)
+        with self._lock:
+            body = self.kube.get_custom("RiskDecision", namespace, name)
+            if body is None:
+                return None
+            obj = v1.RiskDecision.model_validate(body)
+            status = obj.status or v1.RiskDecisionStatus()
+            if status.phase is not v1.DecisionPhase.AWAITING_APPROVAL:
+                return None
+            approval: dict[str, Any] = {"state": state, "at": self.clock().isoformat()}
+            if by:
+                approval["by"] = by
+            status = self._patch(namespace, name, {"approval": approval})
+            return self._carry_out(obj.model_copy(update={"status": status}))
 
     # --- actions ------------------------------------------------------------------------------
 
@@ -266,6 +314,59 @@ def _why_not(disposition: str) -> str:
         Disposition.NO_CHANGE.value: "no escalation",
     }
     return reasons.get(disposition, disposition)
+
+
+APPROVAL_PENDING = "Pending"
+APPROVED = "Approved"
+DENIED = "Denied"
+TIMED_OUT = "TimedOut"
+
+
+def _ask(action: v1.Action, *, now: datetime) -> Outcome:
+    timeout = action.timeout or "0s"
+    until = now + v1.parse_duration(timeout)
+    return Outcome(
+        v1.ActionPhase.PENDING,
+        f"waiting for a RiskApproval until {until.isoformat()} (timeout {timeout}, then "
+        f"{(action.on_timeout or v1.OnTimeout.EXPIRE).value})",
+        until=until,
+    )
+
+
+def _awaiting(outcome: v1.ActionOutcome) -> bool:
+    return outcome.type is ActionType.REQUIRE_APPROVAL and outcome.phase is v1.ActionPhase.PENDING
+
+
+def answered(
+    approval: v1.ApprovalState | None, action: v1.Action, pending: v1.ActionOutcome
+) -> tuple[v1.ActionOutcome, tuple[v1.DecisionPhase, str] | None] | None:
+    """The RequireApproval outcome once answered, and (phase, why) if the rest must not run.
+
+    None while there is no answer yet.
+    """
+    if approval is None or approval.state == APPROVAL_PENDING:
+        return None
+    if approval.state == APPROVED:
+        done = f"approved by {approval.by}"
+        return pending.model_copy(update={"phase": v1.ActionPhase.SUCCEEDED, "message": done}), None
+    if approval.state == DENIED:
+        why = f"denied by {approval.by}"
+        return (
+            pending.model_copy(update={"phase": v1.ActionPhase.SKIPPED, "message": why}),
+            (v1.DecisionPhase.DENIED, f"{why}: not carried out"),
+        )
+    on_timeout = action.on_timeout or v1.OnTimeout.EXPIRE
+    why = f"no answer within {action.timeout}"
+    if on_timeout is v1.OnTimeout.DENY:
+        stop = (v1.DecisionPhase.DENIED, f"{why}: denied (onTimeout Deny), not carried out")
+    elif on_timeout is v1.OnTimeout.EXPIRE:
+        stop = (v1.DecisionPhase.EXPIRED, f"{why}: expired (onTimeout Expire), not carried out")
+    else:
+        stop = (
+            v1.DecisionPhase.EXPIRED,
+            f"{why}: onTimeout Escalate is not carried out by this version; expired",
+        )
+    return pending.model_copy(update={"phase": v1.ActionPhase.SKIPPED, "message": stop[1]}), stop
 
 
 def _final_phase(act: bool, outcomes: Sequence[v1.ActionOutcome]) -> v1.DecisionPhase:

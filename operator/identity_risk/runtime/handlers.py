@@ -117,6 +117,11 @@ def build_registry(live: LiveOperator, api_client: client.ApiClient) -> kopf.Ope
     def on_decision(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         live.observe_decision(dict(body), deleted=event.get("type") == "DELETED")
 
+    @kopf.on.event(GROUP, VERSION, "riskapprovals", registry=registry)  # type: ignore[arg-type]
+    def on_approval(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+        if event.get("type") in (None, "ADDED"):
+            live.on_approval(dict(body))
+
     @kopf.on.event(GROUP, VERSION, "workloadidentityrisks", registry=registry)  # type: ignore[arg-type]
     def on_wir(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         if event.get("type") is None:  # the initial listing: resume where we left off

@@ -17,6 +17,7 @@ restart loses neither scores nor the hysteresis that keeps decisions from repeat
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -34,14 +35,21 @@ from identity_risk.domain import (
     signal_from_dict,
     signal_to_dict,
 )
-from identity_risk.enforce import admission, ttl
+from identity_risk.enforce import admission, approval, ttl
 from identity_risk.enforce.authorization import NO_OPINION, Request, review
 from identity_risk.enforce.clamps import TokenClamps, clamps_of
-from identity_risk.enforce.executor import AuthorizationBook, Executor, blocks_of
+from identity_risk.enforce.executor import (
+    APPROVED,
+    DENIED,
+    TIMED_OUT,
+    AuthorizationBook,
+    Executor,
+    blocks_of,
+)
 from identity_risk.engine import DetectorSource, Engine, Evaluation
 from identity_risk.ingest import AuditRecord, Deduplicator, ParseStats, parse_event_list
 from identity_risk.ingest import BatchRejected as NotAnEventList
-from identity_risk.kube import Kube, KubeError, owner_reference
+from identity_risk.kube import Kube, KubeError, ObjectRef, owner_reference
 from identity_risk.metrics import Metrics
 from identity_risk.policy import BandState, Decision, Disposition, OperatorSelf
 from identity_risk.record.decisions import decision_name
@@ -147,11 +155,13 @@ class LiveOperator:
         self._lock = threading.RLock()
         self._dirty: dict[Identity, Evaluation] = {}
         self._enforcement: dict[Identity, tuple[v1.EnforcementState, str]] = {}
-        self._work: queue.Queue[Decision | None] = queue.Queue()
+        self._work: queue.Queue[Decision | Callable[[], object] | None] = queue.Queue()
+        self._awaiting: dict[str, datetime] = {}
+        """Decisions awaiting approval (namespace/name) and when they time out."""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.ready = threading.Event()
-        self.admission: dict[str, admission.AdmissionHandler] = {}
+        self.admission: dict[str, admission.AdmissionHandler] = {"riskapprovals": approval.stamp}
         self._seen_inventory: object = None
         self.admission["pods"] = ttl.admit_pod(self.clamps)
 
@@ -235,6 +245,8 @@ class LiveOperator:
         if deleted:
             self.book.release(key)
             self.clamps.release(key)
+            with self._lock:
+                self._awaiting.pop(key, None)
             return
         try:
             obj = v1.RiskDecision.model_validate(body)
@@ -243,6 +255,7 @@ class LiveOperator:
             return
         self.book.put(key, blocks_of(obj))
         self.clamps.put(key, clamps_of(obj))
+        self._track_approval(key, obj)
         # A recorded decision is the surest record of an identity's band: it is written before
         # any action, so after a crash the engine does not decide (and act) a second time.
         spec = obj.spec
@@ -251,6 +264,69 @@ class LiveOperator:
             known = self.engine.bands.get(identity)
             if known is None or known.since < spec.decided_at:
                 self.engine.bands[identity] = BandState(band=spec.band, since=spec.decided_at)
+
+    def _track_approval(self, key: str, obj: v1.RiskDecision) -> None:
+        status = obj.status or v1.RiskDecisionStatus()
+        pending = [o for o in status.actions if o.phase is v1.ActionPhase.PENDING and o.until]
+        with self._lock:
+            if status.phase is v1.DecisionPhase.AWAITING_APPROVAL and pending:
+                self._awaiting[key] = pending[-1].until  # type: ignore[assignment]
+            else:
+                self._awaiting.pop(key, None)
+
+    def on_approval(self, body: Mapping[str, Any]) -> None:
+        """A new RiskApproval: judged and applied on the executor thread, in order."""
+        if (body.get("status") or {}).get("accepted") is not None:
+            return  # already judged (a restart's initial listing)
+        self._work.put(lambda: self._judge_approval(body))
+
+    def _judge_approval(self, body: Mapping[str, Any]) -> None:
+        try:
+            obj = v1.RiskApproval.model_validate(body)
+        except ValueError as exc:
+            log.warning(
+                "RiskApproval %s ignored: %s", (body.get("metadata") or {}).get("name"), exc
+            )
+            return
+        namespace = str(obj.metadata.get("namespace", ""))
+        name = str(obj.metadata.get("name", ""))
+        found = self.kube.get_custom("RiskDecision", namespace, obj.spec.decision)
+        decision = v1.RiskDecision.model_validate(found) if found is not None else None
+        policy = self.policy(decision.spec.policy) if decision is not None else None
+        judgement = approval.judge(obj, decision=decision, policy=policy)
+        approver = approval.approver_of(obj)
+        status: dict[str, Any] = {"accepted": judgement.accepted, "message": judgement.message}
+        if approver is not None:
+            status |= {"approvedBy": approver.user, "groups": list(approver.groups)}
+        self.kube.patch_custom_status("RiskApproval", namespace, name, status)
+        ref = ObjectRef(
+            api_version=v1.API_VERSION,
+            kind="RiskApproval",
+            namespace=namespace,
+            name=name,
+            uid=str(obj.metadata.get("uid", "")),
+        )
+        self.kube.event(
+            regarding=ref,
+            reason="ApprovalAccepted" if judgement.accepted else "ApprovalRefused",
+            message=judgement.message,
+            warning=not judgement.accepted,
+            now=self.clock(),
+        )
+        log.info("RiskApproval %s/%s: %s", namespace, name, judgement.message)
+        if judgement.accepted and approver is not None:
+            state = APPROVED if obj.spec.verdict is v1.Verdict.APPROVE else DENIED
+            self.executor.answer(f"{namespace}/{obj.spec.decision}", state=state, by=approver.user)
+
+    def _time_out_approvals(self) -> None:
+        now = self.clock()
+        with self._lock:
+            due = [key for key, until in self._awaiting.items() if until <= now]
+            for key in due:
+                del self._awaiting[key]
+        for key in due:
+            log.info("decision %s: no answer to its approval in time", key)
+            self._work.put(functools.partial(self.executor.answer, key, state=TIMED_OUT))
 
     def restore(self, body: Mapping[str, Any]) -> None:
         """Resume an identity's scorer state from its WorkloadIdentityRisk status."""
@@ -354,6 +430,12 @@ class LiveOperator:
             decision = self._work.get()
             if decision is None:
                 return
+            if not isinstance(decision, Decision):
+                try:
+                    decision()  # an approval's answer, a timeout, a release
+                except Exception:
+                    log.exception("work item failed")
+                continue
             sa = self.source.inventory().service_account(decision.identity)
             try:
                 self.executor.execute(decision, service_account_uid=sa.uid if sa else "")
@@ -375,6 +457,7 @@ class LiveOperator:
         next_tick = self.clock() + self.config.tick
         while not self._stop.wait(self.config.flush.total_seconds()):
             self._refresh_inventory()
+            self._time_out_approvals()
             now = self.clock()
             if now >= next_tick:
                 with self._lock:
