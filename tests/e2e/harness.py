@@ -122,6 +122,18 @@ POLICIES = [
         label="recreate",
         actions=[{"type": "Notify"}, {"type": "RecreateServiceAccount"}],
     ),
+    policy(
+        "e2e-restrict",
+        mode="Enforce",
+        label="restrict",
+        actions=[{"type": "Notify"}, {"type": "RestrictScope"}],
+    ),
+    policy(
+        "e2e-ttl",
+        mode="Enforce",
+        label="ttl",
+        actions=[{"type": "Notify"}, {"type": "ShortenTokenTTL", "maxTokenSeconds": 600}],
+    ),
 ]
 
 
