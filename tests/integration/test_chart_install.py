@@ -9,7 +9,12 @@ suite (``make e2e-chart-rbac``).
 
 from __future__ import annotations
 
+import base64
+import http.client
+import json
+import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +23,13 @@ from typing import Any
 import pytest
 from conftest import require_binaries
 
-from identity_risk.testing.controlplane import DEFAULT_BIN_DIR, ClusterState, ControlPlane
-from identity_risk.testing.scenario import Api
+from identity_risk.testing.controlplane import (
+    DEFAULT_BIN_DIR,
+    ClusterState,
+    ControlPlane,
+    free_port,
+)
+from identity_risk.testing.scenario import Api, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -232,3 +242,83 @@ def test_a_policy_from_git_shows_no_drift_after_apply(
         installed.api.get(f"/apis/identityrisk.dev/v1alpha1/identityriskpolicies/{name}") or {}
     )
     assert "priority" in live["spec"]
+
+
+def test_the_operator_generates_its_webhook_certificate_as_the_charts_service_account(
+    installed: Installed, tmp_path: Path
+) -> None:
+    status, body = installed.api.call(
+        "POST",
+        f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/identity-risk-operator/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+    )
+    assert status == 201, body
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": installed.state.apiserver_url,
+                            "certificate-authority": str(installed.api.ca_file),
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": body["status"]["token"]}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    port = free_port()
+    log = (tmp_path / "operator.log").open("wb")
+    operator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "identity_risk.cli.operator_main",
+            "run",
+            f"--kubeconfig={kubeconfig}",
+            f"--namespace={NAMESPACE}",
+            f"--listen=127.0.0.1:{port}",
+            f"--tls-dir={tmp_path / 'tls'}",
+            f"--decision-log={tmp_path / 'decisions.jsonl'}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def secret() -> dict[str, Any] | None:
+            assert operator.poll() is None, (tmp_path / "operator.log").read_text()
+            return installed.api.get(
+                f"/api/v1/namespaces/{NAMESPACE}/secrets/identity-risk-operator-tls"
+            )
+
+        stored = wait_for("the generated webhook Secret", secret, timeout=60)
+        ca = tmp_path / "ca.crt"
+        ca.write_bytes(base64.b64decode(stored["data"]["ca.crt"]))
+
+        def ready() -> bool:
+            assert operator.poll() is None, (tmp_path / "operator.log").read_text()
+            # Verified against the generated CA, for the NodePort's address.
+            context = ssl.create_default_context(cafile=str(ca))
+            conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=2)
+            try:
+                conn.request("GET", "/healthz")
+                return conn.getresponse().status == 200
+            except ConnectionRefusedError:
+                return False
+            finally:
+                conn.close()
+
+        wait_for("the operator to serve with the generated certificate", ready, timeout=60)
+        assert "generated the webhook CA" in (tmp_path / "operator.log").read_text()
+    finally:
+        operator.terminate()
+        operator.wait(timeout=30)
+        log.close()
