@@ -32,6 +32,7 @@ from identity_risk.policy import (
     decide,
     exempt_signal_types,
     history_window,
+    is_break_glass,
     scoring_config,
     select_policy,
 )
@@ -87,7 +88,16 @@ class DetectorSource:
     annotation of the ServiceAccount, else of its namespace.
     """
 
-    __slots__ = ("_contexts", "_detectors", "_ns", "_privilege", "_sa", "inventory", "states")
+    __slots__ = (
+        "_break_glass",
+        "_contexts",
+        "_detectors",
+        "_ns",
+        "_privilege",
+        "_sa",
+        "inventory",
+        "states",
+    )
 
     def __init__(
         self,
@@ -104,17 +114,23 @@ class DetectorSource:
         self._contexts: dict[Identity, IdentityContext] = {}
         self._ns: dict[str, tuple[Mapping[str, str], str]] = {}
         self._sa: dict[Identity, tuple[Mapping[str, str], str]] = {}
+        self._break_glass: dict[str, str] = {}  # namespace or namespace/name -> where it is set
         for obj in _flatten(objects):
             meta = obj.get("metadata") or {}
             labels = dict(meta.get("labels") or {})
             owner = str((meta.get("annotations") or {}).get(OWNER_ANNOTATION, ""))
+            glass = is_break_glass(meta.get("annotations"))
             if obj.get("kind") == "Namespace":
                 self._ns[str(meta.get("name", ""))] = (labels, owner)
+                if glass:
+                    self._break_glass[str(meta.get("name", ""))] = f"Namespace {meta.get('name')}"
             elif obj.get("kind") == "ServiceAccount":
                 ident = Identity(
                     namespace=str(meta.get("namespace", "")), name=str(meta.get("name", ""))
                 )
                 self._sa[ident] = (labels, owner)
+                if glass:
+                    self._break_glass[str(ident)] = f"ServiceAccount {ident}"
 
     def observe(self, record: AuditRecord) -> Sequence[Signal]:
         return self._detectors.observe(record, self.states, self.inventory)
@@ -142,6 +158,8 @@ class DetectorSource:
                 service_account_labels=sa_labels,
                 pod_labels=tuple(p.labels for p in self.inventory.pods_of(identity)),
                 owner=sa_owner or ns_owner,
+                break_glass=self._break_glass.get(str(identity))
+                or self._break_glass.get(identity.namespace, ""),
             )
         return ctx
 

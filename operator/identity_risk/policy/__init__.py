@@ -6,6 +6,7 @@ from identity_risk.policy.coverage import (
     IdentityContext,
     OperatorSelf,
     covers,
+    is_break_glass,
     protection_reason,
     select_policy,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "enforcement_exemption",
     "exempt_signal_types",
     "history_window",
+    "is_break_glass",
     "protection_reason",
     "raw_band",
     "scoring_config",

@@ -2,8 +2,9 @@
 
 Two questions that must each have exactly one answer in the codebase. ``protection_reason`` is
 the only place that decides an identity is protected (protected namespaces, kube-system and the
-operator's own namespace by default, and the operator's own ServiceAccount); every effect asks it
-rather than re-deriving the rule. ``select_policy`` applies the policies' label selectors and
+operator's own namespace by default, the operator's own ServiceAccount, and a ServiceAccount or
+namespace carrying the break-glass annotation); every effect asks it rather than re-deriving the
+rule. ``select_policy`` applies the policies' label selectors and
 exclusions and resolves overlaps by priority, then name, so the choice is deterministic.
 """
 
@@ -19,6 +20,8 @@ from identity_risk.domain import Identity
 ALWAYS_PROTECTED_NAMESPACES = frozenset({"kube-system"})
 DEFAULT_OPERATOR_NAMESPACE = "identity-risk"
 DEFAULT_OPERATOR_SERVICE_ACCOUNT = "identity-risk-operator"
+BREAK_GLASS_ANNOTATION = "identityrisk.dev/break-glass"
+"""``"true"`` on a ServiceAccount or its Namespace: never act there (decisions are still recorded)."""
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
@@ -45,6 +48,8 @@ class IdentityContext:
     pod_labels: tuple[Mapping[str, str], ...] = ()
     """Labels of the pods running as this identity (for RiskExceptions' podSelector)."""
     owner: str = ""
+    break_glass: str = ""
+    """Where the break-glass annotation is set (``ServiceAccount ns/name``, ``Namespace ns``)."""
 
 
 def protection_reason(
@@ -52,8 +57,13 @@ def protection_reason(
     identity: Identity,
     protected_namespaces: Iterable[str],
     operator: OperatorSelf,
+    break_glass: str = "",
 ) -> str | None:
-    """Why ``identity`` must never be acted on, or None if it may be. The one place that decides."""
+    """Why ``identity`` must never be acted on, or None if it may be. The one place that decides.
+
+    ``break_glass`` names the object carrying the break-glass annotation, if any
+    (``IdentityContext.break_glass``).
+    """
     if identity == operator.identity:
         return f"{identity} is the operator's own identity"
     if identity.namespace == operator.namespace:
@@ -62,7 +72,14 @@ def protection_reason(
         protected_namespaces
     ):
         return f"namespace {identity.namespace} is protected"
+    if break_glass:
+        return f"break-glass: {break_glass} is annotated {BREAK_GLASS_ANNOTATION}=true"
     return None
+
+
+def is_break_glass(annotations: Mapping[str, str] | None) -> bool:
+    """Whether an object's annotations declare break-glass."""
+    return str((annotations or {}).get(BREAK_GLASS_ANNOTATION, "")).strip().lower() == "true"
 
 
 def covers(policy: IdentityRiskPolicy, *, ctx: IdentityContext) -> bool:

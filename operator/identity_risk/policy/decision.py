@@ -145,6 +145,7 @@ def decide(
             identity=ctx.identity,
             protected_namespaces=spec.safeguards.protected_namespaces,
             operator=operator,
+            break_glass=ctx.break_glass,
         )
         exemption = enforcement_exemption(exceptions)
         if protected is not None:
