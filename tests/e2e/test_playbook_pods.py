@@ -322,3 +322,72 @@ def test_rotation_regenerates_opted_in_secrets_and_rolls_their_consumers(
             assert value.decode() not in text
             assert base64.b64encode(value).decode() not in text
     assert "db-password" in json.dumps(rotated["changed"])
+
+
+# --- RecreateServiceAccount ----------------------------------------------------------------------
+
+
+def account_token(operated: Operated, namespace: str, name: str) -> str:
+    """A token of the ServiceAccount bound to nothing but the account itself."""
+    status, body = operated.api.call(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": []},
+        },
+    )
+    assert status == 201, body
+    token: str = body["status"]["token"]
+    return token
+
+
+def test_recreating_the_service_account_kills_every_old_token_and_new_pods_work(
+    operated: Operated,
+) -> None:
+    api = operated.api
+    world = replayed(operated, "recreate")
+    namespace, pod = world["namespace"], world["pod"]
+    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/checkout"
+    status, _ = api.call(
+        "PATCH",
+        path,
+        {
+            "metadata": {"labels": {"team": "payments"}, "annotations": {"note": "kept"}},
+            "imagePullSecrets": [{"name": "registry"}],
+            "automountServiceAccountToken": False,
+        },
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200
+    before = api.get(path)
+    assert before is not None
+    unbound = account_token(operated, namespace, "checkout")
+    assert read_configmaps(api, namespace=namespace, token=unbound, source_ip=ATTACKER_IP) == 200
+
+    decision = replay(operated, world)
+    recreated = outcome(decision, "RecreateServiceAccount")
+    assert recreated["phase"] == "Succeeded", recreated["message"]
+
+    after = api.get(path)
+    assert after is not None
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert after["metadata"]["labels"] == before["metadata"]["labels"]
+    assert after["metadata"]["annotations"]["note"] == "kept"
+    assert after["imagePullSecrets"] == [{"name": "registry"}]
+    assert after["automountServiceAccountToken"] is False
+
+    # Tokens of the old UID stop authenticating (after the apiserver's ~10 s cache of successes),
+    # the stolen pod-bound one and one bound to the account alone.
+    def rejected(token: str, source_ip: str) -> bool:
+        return read_configmaps(api, namespace=namespace, token=token, source_ip=source_ip) == 401
+
+    wait_for("the account-bound token to be rejected", lambda: rejected(unbound, "127.0.0.1"))
+    wait_for("the stolen token to be rejected", lambda: rejected(world["token"], world["pod_ip"]))
+
+    # The pod was evicted; the new one gets a token of the new account that works.
+    fresh = running_pod(api, namespace=namespace, app="checkout", exclude=pod["metadata"]["name"])
+    token = pod_token(api, fresh)
+    ip = fresh["status"]["podIP"]
+    assert read_configmaps(api, namespace=namespace, token=token, source_ip=ip) == 200
