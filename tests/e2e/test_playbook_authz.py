@@ -60,6 +60,20 @@ def outcome(decision: dict[str, Any], action: str) -> dict[str, Any]:
     return found
 
 
+def mark_released(operated: Operated, decision: dict[str, Any]) -> None:
+    """What ``kubectl risk release`` does last: the decision's status says Released, and every
+    replica rebuilds its authorization state and token clamps from that."""
+    meta = decision["metadata"]
+    status, body = operated.api.call(
+        "PATCH",
+        f"/apis/identityrisk.dev/v1alpha1/namespaces/{meta['namespace']}/riskdecisions/"
+        f"{meta['name']}/status",
+        {"status": {"phase": "Released"}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200, body
+
+
 def token_lifetimes(pod: dict[str, Any]) -> list[int]:
     return [
         source["serviceAccountToken"].get("expirationSeconds", 3600)
@@ -96,6 +110,20 @@ def test_restricted_identity_keeps_its_baseline_and_loses_the_rest(operated: Ope
     )
     assert status == 403
     assert decision in body["message"]
+
+
+def test_a_released_restriction_no_longer_denies(operated: Operated) -> None:
+    api = operated.api
+    world = replay_stolen_token(operated, "restrict")
+    namespace, token, pod_ip = world["namespace"], world["token"], world["pod_ip"]
+    path = f"/api/v1/namespaces/{namespace}/secrets"
+    assert api.call("GET", path, token=token, source_ip=pod_ip)[0] == 403
+    mark_released(operated, world["decision"])
+
+    def served() -> bool:
+        return api.call("GET", path, token=token, source_ip=pod_ip)[0] == 200
+
+    wait_for("the released restriction to lift", served, timeout=15)
 
 
 def test_a_restriction_leaves_other_identities_alone(operated: Operated) -> None:
@@ -201,3 +229,19 @@ def test_new_pods_of_a_clamped_identity_are_clamped_at_admission(operated: Opera
         3607,
         7200,
     ]
+
+
+def test_new_pods_are_not_clamped_once_the_decision_is_released(operated: Operated) -> None:
+    api = operated.api
+    namespace = operated.namespace("ttl")
+    world = replay_stolen_token(operated, "ttl", namespace)
+    assert token_lifetimes(bare_pod(api, namespace, "checkout", seconds=7200)) == [600, 600]
+    mark_released(operated, world["decision"])
+
+    def unclamped() -> bool:
+        return sorted(token_lifetimes(bare_pod(api, namespace, "checkout", seconds=7200))) == [
+            3607,
+            7200,
+        ]
+
+    wait_for("the released clamp to lift", unclamped, timeout=15, every=0.5)

@@ -13,7 +13,7 @@ from builders import make_inventory, make_pod
 from identity_risk.api import v1alpha1 as v1
 from identity_risk.domain import ActionType, Identity
 from identity_risk.enforce import admission
-from identity_risk.enforce.actions import ActionContext
+from identity_risk.enforce.actions import ActionContext, Blocks
 from identity_risk.enforce.authorization import BlockKind, Request, review
 from identity_risk.enforce.clamps import Clamp, TokenClamps, clamps_of, token_patch
 from identity_risk.enforce.executor import AuthorizationBook, blocks_of
@@ -126,7 +126,7 @@ def test_releasing_the_restriction_lifts_it() -> None:
     obj = make_decision({"type": "RestrictScope"})
     restrict_scope(ctx, obj.spec.actions[0], obj)
     outcome = v1.ActionOutcome(type=ActionType.RESTRICT_SCOPE, phase=v1.ActionPhase.SUCCEEDED)
-    assert release_scope(ctx, outcome, obj).phase is v1.ActionPhase.SUCCEEDED
+    assert release_scope(ctx, outcome, obj).phase is v1.ActionPhase.RELEASED
     assert not review(sar("list", "secrets"), book.state, now=NOW).denied
 
 
@@ -214,7 +214,7 @@ def test_shorten_token_ttl_clamps_then_evicts_only_pods_with_longer_tokens() -> 
     assert kube.evicted == ["shop/web-1"]
     assert ctx.clamps.clamp_for(WEB) == Clamp(WEB, "shop/d1", 600)
     recorded = v1.ActionOutcome(type=ActionType.SHORTEN_TOKEN_TTL, phase=v1.ActionPhase.SUCCEEDED)
-    release_token_ttl(ctx, recorded, obj)
+    assert release_token_ttl(ctx, recorded, obj).phase is v1.ActionPhase.RELEASED
     assert ctx.clamps.clamp_for(WEB) is None
 
 
@@ -228,3 +228,21 @@ def test_clamps_are_rebuilt_from_the_recorded_decision() -> None:
         action, {"type": "ShortenTokenTTL", "phase": "Succeeded"}, phase="Released"
     )
     assert clamps_of(released) == []
+
+
+def test_releasers_are_harmless_out_of_process_and_when_repeated() -> None:
+    """``kubectl risk release`` runs them with a bare context; a crash may run them twice."""
+    ctx = ActionContext(
+        kube=Evictions(),  # type: ignore[arg-type]
+        blocks=Blocks(),
+        clock=lambda: NOW,
+        policies=lambda _name: None,
+    )
+    for action, releaser in (
+        ({"type": "RestrictScope"}, release_scope),
+        ({"type": "ShortenTokenTTL", "maxTokenSeconds": 600}, release_token_ttl),
+    ):
+        obj = make_decision(action)
+        recorded = v1.ActionOutcome(type=obj.spec.actions[0].type, phase=v1.ActionPhase.SUCCEEDED)
+        for _ in range(2):
+            assert releaser(ctx, recorded, obj).phase is v1.ActionPhase.RELEASED

@@ -60,8 +60,11 @@ class Blocks:
         raise NotImplementedError
 
     def drop(self, decision: str, kind: BlockKind) -> None:
-        """Remove one kind of a decision's blocks (its other blocks stay)."""
-        raise NotImplementedError
+        """Remove one kind of a decision's blocks at once (its other blocks stay).
+
+        Out of process (``kubectl risk release``) there is nothing to drop here: every replica
+        rebuilds its blocks from the RiskDecision once it is marked Released.
+        """
 
     @property
     def state(self) -> AuthorizationState:
@@ -184,5 +187,34 @@ HANDLERS: dict[ActionType, Handler] = {
 }
 """Action type → handler. An action type without a handler is recorded as Skipped."""
 
-RELEASERS: dict[ActionType, Releaser] = {}
+def release_deny_api_access(
+    ctx: ActionContext, outcome: v1.ActionOutcome, obj: v1.RiskDecision
+) -> Outcome:
+    """Lift the identity's denial (the decision's other blocks stay until released too)."""
+    ctx.blocks.drop(key_of(obj), BlockKind.DENY_IDENTITY)
+    identity = identity_of(obj)
+    return Outcome(
+        v1.ActionPhase.RELEASED,
+        f"authorization webhook no longer denies {identity}",
+        changed=(f"authorization: deny {identity} lifted",),
+    )
+
+
+def release_revoke_token(
+    ctx: ActionContext, outcome: v1.ActionOutcome, obj: v1.RiskDecision
+) -> Outcome:
+    """Stop denying the revoked credentials; evicted pods were replaced and stay replaced."""
+    ctx.blocks.drop(key_of(obj), BlockKind.DENY_CREDENTIAL)
+    return Outcome(
+        v1.ActionPhase.RELEASED,
+        f"{len(outcome.credentials)} credential(s) no longer denied (evicted pods are not"
+        " restored: their controllers replaced them)",
+        changed=tuple(f"authorization: deny credential {c} lifted" for c in outcome.credentials),
+    )
+
+
+RELEASERS: dict[ActionType, Releaser] = {
+    ActionType.DENY_API_ACCESS: release_deny_api_access,
+    ActionType.REVOKE_TOKEN: release_revoke_token,
+}
 """Action type → releaser, for actions defined in this module (``playbook`` has them all)."""

@@ -45,7 +45,7 @@ def release_scope(ctx: ActionContext, outcome: v1.ActionOutcome, obj: v1.RiskDec
     """Lift the restriction; the decision's other blocks (a denied credential) stay."""
     ctx.blocks.drop(key_of(obj), BlockKind.RESTRICT_SCOPE)
     return Outcome(
-        v1.ActionPhase.SUCCEEDED,
+        v1.ActionPhase.RELEASED,
         f"authorization webhook no longer restricts {identity_of(obj)}",
         changed=(f"authorization: restriction of {identity_of(obj)} lifted",),
     )

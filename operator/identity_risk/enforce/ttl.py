@@ -55,7 +55,7 @@ def release_token_ttl(
     """Stop clamping; pods keep the lifetime they were admitted with until they are replaced."""
     ctx.clamps.release(key_of(obj))
     return Outcome(
-        v1.ActionPhase.SUCCEEDED,
+        v1.ActionPhase.RELEASED,
         f"new pods of {identity_of(obj)} get their requested token lifetime again",
         changed=(f"admission: token clamp of {identity_of(obj)} lifted",),
     )
