@@ -170,6 +170,30 @@ class Kube:
         except ApiException as exc:
             raise KubeError("patch status of", f"{kind} {namespace}/{name}", exc) from None
 
+    def annotate_custom(
+        self, kind: str, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> dict[str, Any]:
+        """Merge-patch annotations onto one of our namespaced objects (None removes one)."""
+        body = {"metadata": {"annotations": dict(annotations)}}
+        try:
+            obj = self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURALS[kind], name, body, field_manager=FIELD_MANAGER
+            )
+        except ApiException as exc:
+            raise KubeError("annotate", f"{kind} {namespace}/{name}", exc) from None
+        return _as_dict(obj)
+
+    def whoami(self) -> str:
+        """The user name the API server knows this client as (SelfSubjectReview), or ""."""
+        try:
+            review = client.AuthenticationV1Api(self.api_client).create_self_subject_review(
+                client.V1SelfSubjectReview()
+            )
+        except ApiException:
+            return ""
+        info = getattr(getattr(review, "status", None), "user_info", None)
+        return str(getattr(info, "username", "") or "")
+
     # ---- core objects -----------------------------------------------------------------------
 
     def list_core(self, kind: str) -> list[dict[str, Any]]:

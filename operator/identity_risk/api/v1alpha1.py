@@ -693,11 +693,20 @@ class ChainLink(Status):
     key_id: str
 
 
+class ReleaseRecord(Status):
+    """``kubectl risk release``: who asked, when, and the chain link that records it."""
+
+    by: str = Field(default="", description="Who asked for the release.")
+    at: datetime
+    chain: ChainLink | None = None
+
+
 class RiskDecisionStatus(Status):
     phase: DecisionPhase = DecisionPhase.RECORDED
     actions: list[ActionOutcome] = Field(default_factory=list)
     approval: ApprovalState | None = None
     chain: ChainLink | None = None
+    release: ReleaseRecord | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
 

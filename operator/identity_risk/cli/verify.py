@@ -26,7 +26,7 @@ from identity_risk.api import v1alpha1 as v1
 from identity_risk.cli.cluster import api_errors, connect
 from identity_risk.cli.inputs import InputError
 from identity_risk.record.chain import Link, Signer, Verification, key_id, load_public_key, verify
-from identity_risk.record.decisions import chain_payload
+from identity_risk.record.decisions import chain_payload, release_payload
 from identity_risk.record.log import DECISION_ID, read_links
 
 if TYPE_CHECKING:
@@ -165,8 +165,30 @@ def chain_from_decisions(objects: Sequence[Mapping[str, Any]]) -> Chain:
             payload=payload,
         )
         indexed.append((recorded.index, link))
+        released = _release_link(obj)
+        if released is not None:
+            indexed.append((released.index, released))
     indexed.sort(key=lambda pair: pair[0])
     return Chain(links=[link for _, link in indexed], unchained=sorted(unchained))
+
+
+def _release_link(obj: Mapping[str, Any]) -> Link | None:
+    """The link that chained a decision's release (``status.release.chain``), if released."""
+    try:
+        decision = v1.RiskDecision.model_validate(obj)
+    except pydantic.ValidationError:
+        return None
+    release = decision.status.release if decision.status else None
+    if release is None or release.chain is None:
+        return None
+    return Link(
+        index=release.chain.index,
+        previous_hash=release.chain.previous_hash,
+        hash=release.chain.hash,
+        signature=release.chain.signature,
+        key_id=release.chain.key_id,
+        payload=release_payload(decision, by=release.by, at=release.at),
+    )
 
 
 # --- the key --------------------------------------------------------------------------------

@@ -187,6 +187,7 @@ HANDLERS: dict[ActionType, Handler] = {
 }
 """Action type → handler. An action type without a handler is recorded as Skipped."""
 
+
 def release_deny_api_access(
     ctx: ActionContext, outcome: v1.ActionOutcome, obj: v1.RiskDecision
 ) -> Outcome:

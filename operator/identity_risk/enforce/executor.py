@@ -33,11 +33,16 @@ from identity_risk.enforce.actions import (
 )
 from identity_risk.enforce.authorization import AuthorizationState, Block, BlockKind
 from identity_risk.enforce.clamps import TokenClamps, clamps_of
-from identity_risk.enforce.playbook import HANDLERS
+from identity_risk.enforce.playbook import HANDLERS, RELEASERS
 from identity_risk.kube import Kube, KubeError, ObjectRef
 from identity_risk.policy import Decision, Disposition
 from identity_risk.record.chain import Link
-from identity_risk.record.decisions import chain_payload, manifest, risk_decision
+from identity_risk.record.decisions import (
+    chain_payload,
+    manifest,
+    release_payload,
+    risk_decision,
+)
 from identity_risk.record.log import DecisionLog
 from identity_risk.signals import Inventory
 
@@ -236,6 +241,70 @@ class Executor:
             status = self._patch(namespace, name, {"approval": approval})
             return self._carry_out(obj.model_copy(update={"status": status}))
 
+    def release(self, key: str, *, by: str = "") -> v1.RiskDecision | None:
+        """Undo every reversible action ``key`` took, mark it Released and chain the release.
+
+        Returns None when the decision is gone or already released. An outcome whose releaser
+        fails keeps its phase (with the failure in its message) and the decision is not marked
+        Released, so asking again retries only what is left.
+        """
+        namespace, name = key.split("/", 1)
+        with self._lock:
+            body = self.kube.get_custom("RiskDecision", namespace, name)
+            if body is None:
+                return None
+            obj = v1.RiskDecision.model_validate(body)
+            status = obj.status or v1.RiskDecisionStatus()
+            if status.phase is v1.DecisionPhase.RELEASED:
+                return None
+            ctx = self._context()
+            now = self.clock().replace(microsecond=0)
+            outcomes: list[v1.ActionOutcome] = []
+            failed = []
+            for outcome in status.actions:
+                releaser = RELEASERS.get(outcome.type)
+                if outcome.phase is v1.ActionPhase.PENDING:  # released before an answer
+                    outcome = outcome.model_copy(
+                        update={"phase": v1.ActionPhase.SKIPPED, "message": "released", "at": now}
+                    )
+                elif outcome.phase is v1.ActionPhase.SUCCEEDED and releaser is not None:
+                    try:
+                        undone = releaser(ctx, outcome, obj)
+                    except KubeError as exc:
+                        undone = Outcome(v1.ActionPhase.FAILED, str(exc))
+                    if undone.phase is v1.ActionPhase.RELEASED:
+                        outcome = outcome.model_copy(
+                            update={
+                                "phase": v1.ActionPhase.RELEASED,
+                                "message": undone.message,
+                                "changed": [*outcome.changed, *undone.changed],
+                                "at": now,
+                            }
+                        )
+                    else:
+                        failed.append(f"{outcome.type.value}: {undone.message}")
+                outcomes.append(outcome)
+            status = self._patch(namespace, name, {"actions": _dump_list(outcomes)})
+            current = obj.model_copy(update={"status": status})
+            if failed:
+                log.warning("release of %s incomplete: %s", key, "; ".join(failed))
+                self._event(current, reason="ReleaseFailed", detail="; ".join(failed))
+                return current
+            link = self.decision_log.append(release_payload(current, by=by, at=now))
+            status = self._patch(
+                namespace,
+                name,
+                {
+                    "phase": v1.DecisionPhase.RELEASED.value,
+                    "release": {"by": by, "at": now.isoformat(), "chain": _chain(link)},
+                },
+            )
+            final = obj.model_copy(update={"status": status})
+            self.book.put(key, blocks_of(final))
+            self.clamps.put(key, clamps_of(final))
+            self._event(final, reason="RiskDecisionReleased", detail=f"released by {by or '?'}")
+            return final
+
     # --- actions ------------------------------------------------------------------------------
 
     def _run(self, action: v1.Action, obj: v1.RiskDecision) -> Outcome:
@@ -246,7 +315,13 @@ class Executor:
                 f"{action.type.value} is not carried out by this version of the operator; "
                 "the decision is recorded",
             )
-        ctx = ActionContext(
+        try:
+            return handler(self._context(), action, obj)
+        except KubeError as exc:
+            return Outcome(v1.ActionPhase.FAILED, str(exc))
+
+    def _context(self) -> ActionContext:
+        return ActionContext(
             kube=self.kube,
             blocks=self.book,
             clock=self.clock,
@@ -256,10 +331,6 @@ class Executor:
             baseline=self.baseline,
             clamps=self.clamps,
         )
-        try:
-            return handler(ctx, action, obj)
-        except KubeError as exc:
-            return Outcome(v1.ActionPhase.FAILED, str(exc))
 
     # --- records ------------------------------------------------------------------------------
 
@@ -267,7 +338,9 @@ class Executor:
         obj = self.kube.patch_custom_status("RiskDecision", namespace, name, status)
         return v1.RiskDecisionStatus.model_validate(obj.get("status") or {})
 
-    def _event(self, obj: v1.RiskDecision) -> None:
+    def _event(
+        self, obj: v1.RiskDecision, *, reason: str = "RiskDecision", detail: str = ""
+    ) -> None:
         spec = obj.spec
         status = obj.status or v1.RiskDecisionStatus()
         done = ", ".join(f"{o.type.value}={o.phase.value}" for o in status.actions) or "none"
@@ -277,6 +350,8 @@ class Executor:
             f"{spec.band} (was {spec.previous_band or 'none'}), policy {spec.policy} "
             f"[{spec.mode.value}]; actions: {done}; top signal: {top}"
         )
+        if detail:
+            message = f"{detail}: {message}"
         ref = ObjectRef(
             api_version=v1.API_VERSION,
             kind="RiskDecision",
@@ -284,9 +359,9 @@ class Executor:
             name=str(obj.metadata["name"]),
             uid=str(obj.metadata.get("uid", "")),
         )
-        warning = spec.disposition == Disposition.ACT.value
+        warning = spec.disposition == Disposition.ACT.value and reason != "RiskDecisionReleased"
         self.kube.event(
-            regarding=ref, reason="RiskDecision", message=message, warning=warning, now=self.clock()
+            regarding=ref, reason=reason, message=message, warning=warning, now=self.clock()
         )
 
 

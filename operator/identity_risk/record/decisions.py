@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime
 from typing import Any
 
 from identity_risk.api import v1alpha1 as v1
@@ -84,6 +85,30 @@ def risk_decision(decision: Decision, *, service_account_uid: str = "") -> v1.Ri
 def manifest(obj: v1.RiskDecision) -> dict[str, Any]:
     """The object as the API server wants it (camelCase, no unset fields)."""
     return obj.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+RELEASE_SUFFIX = "#release"
+RELEASE_REQUESTED_BY = "identityrisk.dev/release-requested-by"
+"""Set on a RiskDecision (by ``kubectl risk release``) to have the operator release it."""
+
+
+def release_payload(obj: v1.RiskDecision, *, by: str, at: datetime) -> dict[str, Any]:
+    """What the decision log signs when a decision is released: who, when, what was undone.
+
+    Rebuilt from the released RiskDecision's status by ``kubectl risk verify``.
+    """
+    meta = obj.metadata
+    key = f"{meta['namespace']}/{meta['name']}"
+    status = obj.status or v1.RiskDecisionStatus()
+    return {
+        "decision": key + RELEASE_SUFFIX,
+        "release": {
+            "decision": key,
+            "by": by,
+            "at": at.isoformat(),
+            "actions": [o.type.value for o in status.actions if o.phase is v1.ActionPhase.RELEASED],
+        },
+    }
 
 
 def chain_payload(obj: v1.RiskDecision) -> dict[str, Any]:

@@ -52,7 +52,7 @@ from identity_risk.ingest import BatchRejected as NotAnEventList
 from identity_risk.kube import Kube, KubeError, ObjectRef, owner_reference
 from identity_risk.metrics import Metrics
 from identity_risk.policy import BandState, Decision, Disposition, OperatorSelf
-from identity_risk.record.decisions import decision_name
+from identity_risk.record.decisions import RELEASE_REQUESTED_BY, decision_name
 from identity_risk.runtime.store import InventoryStore
 from identity_risk.signals import Detectors, IdentityStates
 from identity_risk.signals.state import IdentityState
@@ -157,6 +157,7 @@ class LiveOperator:
         self._enforcement: dict[Identity, tuple[v1.EnforcementState, str]] = {}
         self._work: queue.Queue[Decision | Callable[[], object] | None] = queue.Queue()
         self._awaiting: dict[str, datetime] = {}
+        self._releasing: set[str] = set()
         """Decisions awaiting approval (namespace/name) and when they time out."""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -256,6 +257,7 @@ class LiveOperator:
         self.book.put(key, blocks_of(obj))
         self.clamps.put(key, clamps_of(obj))
         self._track_approval(key, obj)
+        self._maybe_release(key, obj)
         # A recorded decision is the surest record of an identity's band: it is written before
         # any action, so after a crash the engine does not decide (and act) a second time.
         spec = obj.spec
@@ -273,6 +275,27 @@ class LiveOperator:
                 self._awaiting[key] = pending[-1].until  # type: ignore[assignment]
             else:
                 self._awaiting.pop(key, None)
+
+    def _maybe_release(self, key: str, obj: v1.RiskDecision) -> None:
+        """A release was asked for (``kubectl risk release``): carry it out once."""
+        by = (obj.metadata.get("annotations") or {}).get(RELEASE_REQUESTED_BY)
+        phase = obj.status.phase if obj.status else v1.DecisionPhase.RECORDED
+        with self._lock:
+            if by is None or phase is v1.DecisionPhase.RELEASED:
+                self._releasing.discard(key)
+                return
+            if key in self._releasing:
+                return
+            self._releasing.add(key)
+        log.info("decision %s: release requested by %s", key, by)
+        self._work.put(functools.partial(self._release, key, by=str(by)))
+
+    def _release(self, key: str, *, by: str) -> None:
+        try:
+            self.executor.release(key, by=by)
+        finally:
+            with self._lock:
+                self._releasing.discard(key)  # a failed release is retried on the next change
 
     def on_approval(self, body: Mapping[str, Any]) -> None:
         """A new RiskApproval: judged and applied on the executor thread, in order."""
