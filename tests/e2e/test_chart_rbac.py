@@ -40,6 +40,14 @@ RULES: dict[tuple[str, str, str], str] = {
         )
         for verb in ("list", "watch")
     },
+    ("", "pods", "patch"): "QuarantinePods: label the identity's pods (release: unlabel)",
+    ("", "serviceaccounts", "get"): "RecreateServiceAccount: read the account to re-create",
+    ("", "serviceaccounts", "delete"): "RecreateServiceAccount: the old UID, and its tokens, die",
+    ("", "serviceaccounts", "create"): "RecreateServiceAccount: same name and settings, new UID",
+    ("", "secrets", "get"): (
+        "RotateSecrets: read an opted-in Secret and its CA; start: the signing key"
+    ),
+    ("", "secrets", "patch"): "RotateSecrets: store the new values",
     **{
         ("rbac.authorization.k8s.io", resource, verb): (
             f"inventory: kopf {verb} of {resource} (effective privileges amplify the score)"
@@ -52,9 +60,17 @@ RULES: dict[tuple[str, str, str], str] = {
         for resource in ("identityriskpolicies", "riskexceptions", "identitysignals")
         for verb in ("list", "watch")
     },
+    **{
+        ("identityrisk.dev", "riskapprovals", verb): f"RequireApproval: kopf {verb} of approvals"
+        for verb in ("list", "watch")
+    },
+    ("identityrisk.dev", "riskapprovals/status", "patch"): (
+        "RequireApproval: an approval is accepted or refused, with the reason"
+    ),
     ("identityrisk.dev", "riskdecisions", "create"): "executor: record a decision before acting",
     ("identityrisk.dev", "riskdecisions", "get"): (
-        "executor: a decision created twice (replay after a crash) reads the first"
+        "executor: a decision created twice (replay after a crash) reads the first; approvals"
+        " are judged against their decision"
     ),
     ("identityrisk.dev", "riskdecisions", "list"): (
         "start: resume unfinished decisions; rebuild the authorization state"
@@ -72,6 +88,10 @@ RULES: dict[tuple[str, str, str], str] = {
     ("identityrisk.dev", "workloadidentityrisks/status", "patch"): (
         "scorer: score, band, signals, persisted scorer state"
     ),
+    ("networking.k8s.io", "networkpolicies", "create"): (
+        "QuarantinePods: the operator-owned deny-all NetworkPolicy"
+    ),
+    ("networking.k8s.io", "networkpolicies", "delete"): "release of a quarantine",
     **{
         ("apiextensions.k8s.io", "customresourcedefinitions", verb): (
             f"kopf {verb} of CRDs: resources re-resolved when a CRD is (re)installed"
@@ -79,9 +99,12 @@ RULES: dict[tuple[str, str, str], str] = {
         for verb in ("list", "watch")
     },
     ("", "events", "create"): "Notify: a Kubernetes Event on the RiskDecision",
-    ("", "pods/eviction", "create"): "RevokeToken: evict the pod the leaked token is bound to",
-    ("", "secrets#own-namespace", "get"): "start: read the decision log's signing key",
-    ("", "secrets#own-namespace", "create"): "first start: store a generated signing key",
+    ("", "pods/eviction", "create"): (
+        "RevokeToken, ShortenTokenTTL, RotateSecrets, RecreateServiceAccount: evict the pods"
+    ),
+    ("", "secrets#own-namespace", "create"): (
+        "first start: store the generated signing key (and webhook certificates)"
+    ),
 }
 
 
