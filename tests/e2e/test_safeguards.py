@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from harness import Operated
+from harness import MODE_LABEL, Operated
 
 from identity_risk.policy.coverage import BREAK_GLASS_ANNOTATION
 from identity_risk.testing.scenario import (
@@ -65,3 +65,88 @@ def test_a_break_glass_identity_is_never_acted_on(operated: Operated, where: str
     assert read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP) == 200
     again = running_pod(api, namespace=namespace, app="checkout")
     assert again["metadata"]["name"] == pod["metadata"]["name"]
+
+
+STORM = "storm"
+
+
+def storm_policy() -> dict[str, Any]:
+    return {
+        "apiVersion": "identityrisk.dev/v1alpha1",
+        "kind": "IdentityRiskPolicy",
+        "metadata": {"name": "e2e-storm"},
+        "spec": {
+            "mode": "Enforce",
+            "selector": {"namespaceSelector": {"matchLabels": {MODE_LABEL: STORM}}},
+            "safeguards": {
+                "maxActionsPerMinute": 1000,
+                "circuitBreaker": {"maxIdentities": 2, "window": "10m"},
+            },
+            "bands": [
+                {"name": "low", "minScore": 20, "actions": [{"type": "Notify"}]},
+                {
+                    "name": "high",
+                    "minScore": 60,
+                    "minConfidence": "High",
+                    "actions": [{"type": "RevokeToken"}],
+                },
+            ],
+        },
+    }
+
+
+def test_a_storm_of_crossings_trips_the_circuit_breaker(operated: Operated) -> None:
+    api = operated.api
+    api.create("/apis/identityrisk.dev/v1alpha1/identityriskpolicies", storm_policy())
+    time.sleep(1.5)
+    namespace = operated.namespace(STORM)
+    workloads = [f"w{i}" for i in range(4)]
+    tokens = {}
+    for name in workloads:
+        deploy_workload(api, namespace=namespace, name=name, labels={MODE_LABEL: STORM})
+    for name in workloads:
+        pod = running_pod(api, namespace=namespace, app=name)
+        tokens[name] = (pod_token(api, pod), pod["status"]["podIP"])
+        for _ in range(3):
+            assert read_configmaps(api, namespace=namespace, token=tokens[name][0],
+                                   source_ip=tokens[name][1]) == 200  # fmt: skip
+    for name in workloads:
+        read_configmaps(api, namespace=namespace, token=tokens[name][0], source_ip=ATTACKER_IP)
+
+    def all_decided() -> list[dict[str, Any]] | None:
+        items = (operated.custom("riskdecisions", namespace) or {}).get("items", [])
+        done = [d for d in items if (d.get("status") or {}).get("phase") in ("Enforced", "Audited")]
+        return done if len(done) == len(workloads) else None
+
+    decisions: list[dict[str, Any]] = wait_for("every identity decided", all_decided, timeout=40)
+    dispositions = [d["spec"]["disposition"] for d in decisions]
+    # No action beyond the limit: at most maxIdentities identities were acted on.
+    assert dispositions.count("Act") <= 2
+    held = [d for d in decisions if d["spec"]["disposition"] == "CircuitOpen"]
+    assert held
+    for d in held:
+        outcomes = {a["type"]: a for a in d["status"]["actions"]}
+        assert outcomes["RevokeToken"]["phase"] == "Skipped"
+        assert "circuit breaker open" in outcomes["RevokeToken"]["message"]
+        assert any("circuit breaker open" in r for r in d["spec"]["reasons"])
+
+    def event() -> bool:
+        events = api.get(
+            "/api/v1/namespaces/default/events?fieldSelector=reason%3DCircuitBreakerOpen"
+        )
+        return any("e2e-storm" in e["message"] for e in (events or {}).get("items", []))
+
+    wait_for("a CircuitBreakerOpen Event", event, timeout=15)
+    metrics = metrics_text(operated)
+    assert "circuit_breaker_open 1.0" in metrics
+    assert "enforcement_paused 1.0" in metrics
+
+
+def metrics_text(operated: Operated) -> str:
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context(cafile=str(operated.pki.ca.cert))
+    url = f"https://127.0.0.1:{operated.operator.port}/metrics"
+    with urllib.request.urlopen(url, context=ctx, timeout=5) as response:
+        return str(response.read().decode())

@@ -158,6 +158,7 @@ class LiveOperator:
         self._work: queue.Queue[Decision | Callable[[], object] | None] = queue.Queue()
         self._awaiting: dict[str, datetime] = {}
         self._releasing: set[str] = set()
+        self._breaker_open = False
         """Decisions awaiting approval (namespace/name) and when they time out."""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -444,9 +445,39 @@ class LiveOperator:
                         decision.disposition.value,
                     )
                     self._work.put(decision)
-            self.metrics.circuit_breaker_open.set(
-                1 if decision.disposition is Disposition.CIRCUIT_OPEN else 0
+            if decision.actions:
+                self._breaker(decision)
+
+    def _breaker(self, decision: Decision) -> None:
+        """Gauge and Event when the circuit breaker opens or closes (decisions that would act)."""
+        tripped = decision.disposition is Disposition.CIRCUIT_OPEN
+        self.metrics.circuit_breaker_open.set(1 if tripped else 0)
+        self.metrics.enforcement_paused.set(1 if tripped else 0)
+        with self._lock:
+            changed, self._breaker_open = tripped != self._breaker_open, tripped
+        if not changed:
+            return
+        why = decision.reasons[-1] if tripped and decision.reasons else "enforcement resumed"
+        message = f"{why} (policy {decision.policy}; {decision.identity} entered {decision.band})"
+        log.warning("circuit breaker %s: %s", "open" if tripped else "closed", message)
+        policy = self._policies.get(decision.policy or "")
+        ref = ObjectRef(
+            api_version=v1.API_VERSION,
+            kind="IdentityRiskPolicy",
+            namespace="",
+            name=decision.policy or "",
+            uid=str(policy.metadata.get("uid", "")) if policy is not None else "",
+        )
+        self._work.put(
+            functools.partial(
+                self.kube.event,
+                regarding=ref,
+                reason="CircuitBreakerOpen" if tripped else "CircuitBreakerClosed",
+                message=message,
+                warning=tripped,
+                now=self.clock(),
             )
+        )
 
     def _execute_loop(self) -> None:
         while True:
