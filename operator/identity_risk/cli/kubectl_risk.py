@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from identity_risk.cli import approve, explain, release, simulate, verify
+from identity_risk.cli import approve, explain, feedback, release, simulate, verify
 from identity_risk.cli.inputs import InputError
 
 EXIT_OK = 0
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_parser(sub)
     approve.add_parser(sub)
     release.add_parser(sub)
+    feedback.add_parser(sub)
     return parser
 
 

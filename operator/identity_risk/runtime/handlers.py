@@ -126,5 +126,7 @@ def build_registry(live: LiveOperator, api_client: client.ApiClient) -> kopf.Ope
     def on_wir(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         if event.get("type") is None:  # the initial listing: resume where we left off
             live.restore(dict(body))
+        if event.get("type") != "DELETED":
+            live.observe_feedback(dict(body))
 
     return registry

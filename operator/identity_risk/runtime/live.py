@@ -54,6 +54,7 @@ from identity_risk.metrics import Metrics
 from identity_risk.policy import BandState, Decision, Disposition, OperatorSelf
 from identity_risk.record.decisions import RELEASE_REQUESTED_BY, decision_name
 from identity_risk.runtime.store import InventoryStore
+from identity_risk.scoring.feedback import FEEDBACK, suppression_from
 from identity_risk.signals import Detectors, IdentityStates
 from identity_risk.signals.state import IdentityState
 from identity_risk.webhook import AuditAck, BatchRejected
@@ -158,6 +159,7 @@ class LiveOperator:
         self._work: queue.Queue[Decision | Callable[[], object] | None] = queue.Queue()
         self._awaiting: dict[str, datetime] = {}
         self._releasing: set[str] = set()
+        self._feedback: dict[Identity, dict[str, str]] = {}
         self._breaker_open = False
         """Decisions awaiting approval (namespace/name) and when they time out."""
         self._stop = threading.Event()
@@ -351,6 +353,26 @@ class LiveOperator:
         for key in due:
             log.info("decision %s: no answer to its approval in time", key)
             self._work.put(functools.partial(self.executor.answer, key, state=TIMED_OUT))
+
+    def observe_feedback(self, body: Mapping[str, Any]) -> None:
+        """confirm-compromised / dismiss on a WorkloadIdentityRisk: re-score with the verdict."""
+        meta = body.get("metadata") or {}
+        identity = Identity(str(meta.get("namespace", "")), str(meta.get("name", "")))
+        notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k in FEEDBACK}
+        now = self.clock()
+        with self._lock:
+            if self._feedback.get(identity, {}) == notes:
+                return  # nothing new (our own status writes come back through the watch)
+            self._feedback[identity] = notes
+            feedback = suppression_from(notes, now=now)
+            if feedback is None:
+                self.engine.suppressions.pop(identity, None)
+            else:
+                self.engine.suppressions[identity] = feedback
+            evaluation = self.engine.evaluate(identity, now=now)
+        log.info("feedback on %s: %s", identity, feedback)
+        if evaluation is not None:
+            self._handle([evaluation])
 
     def restore(self, body: Mapping[str, Any]) -> None:
         """Resume an identity's scorer state from its WorkloadIdentityRisk status."""
