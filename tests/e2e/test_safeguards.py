@@ -150,3 +150,38 @@ def metrics_text(operated: Operated) -> str:
     url = f"https://127.0.0.1:{operated.operator.port}/metrics"
     with urllib.request.urlopen(url, context=ctx, timeout=5) as response:
         return str(response.read().decode())
+
+
+def test_a_pdb_that_allows_no_disruption_blocks_eviction_and_the_decision_says_why(
+    operated: Operated,
+) -> None:
+    api = operated.api
+    namespace = operated.namespace("enforce")
+    deploy_workload(api, namespace=namespace, name="checkout", labels=operated.labels("enforce"))
+    api.create(
+        f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets",
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "checkout", "namespace": namespace},
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "checkout"}}},
+        },
+    )
+    pod = running_pod(api, namespace=namespace, app="checkout")
+    token, pod_ip = pod_token(api, pod), pod["status"]["podIP"]
+    for _ in range(3):
+        assert read_configmaps(api, namespace=namespace, token=token, source_ip=pod_ip) == 200
+    read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP)
+
+    def decided() -> dict[str, Any] | None:
+        items = (operated.custom("riskdecisions", namespace) or {}).get("items", [])
+        done = [d for d in items if (d.get("status") or {}).get("phase") == "Enforced"]
+        return done[0] if done else None
+
+    decision: dict[str, Any] = wait_for("the decision to be carried out", decided, timeout=30)
+    revoke = {a["type"]: a for a in decision["status"]["actions"]}["RevokeToken"]
+    assert "blocked by a PodDisruptionBudget" in revoke["message"]
+    # The pod is still there (never deleted), and the leaked token is denied all the same.
+    again = running_pod(api, namespace=namespace, app="checkout")
+    assert again["metadata"]["name"] == pod["metadata"]["name"]
+    assert read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP) == 403

@@ -26,6 +26,10 @@ from identity_risk.signals import Inventory
 
 CREDENTIAL_EVIDENCE = "credentialID"
 POD_EVIDENCE = "tokenPod"
+BLOCKED = (
+    "eviction blocked by a PodDisruptionBudget (not deleted; its leaked credential is denied"
+    " regardless; evict it once the budget allows)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +174,7 @@ def revoke_token(ctx: ActionContext, action: v1.Action, obj: v1.RiskDecision) ->
         pod_namespace, _, pod_name = pod.rpartition("/")
         result = ctx.kube.evict(pod_namespace or identity.namespace, pod_name)
         changed.append(f"pod {pod}: {result}")
-        messages.append(f"pod {pod} {result}")
+        messages.append(f"pod {pod} {BLOCKED if result == 'blocked' else result}")
     return Outcome(
         v1.ActionPhase.SUCCEEDED,
         f"denied {len(credentials)} credential(s)"
