@@ -52,17 +52,22 @@ def replayed(operated: Operated, mode: str, *, name: str = "checkout") -> dict[s
 
 
 def replay(operated: Operated, world: dict[str, Any]) -> dict[str, Any]:
-    """Replay the token from the attacker's address; the finished RiskDecision."""
+    """Replay the token from the attacker's address; the finished RiskDecision in band high."""
     read_configmaps(
         operated.api, namespace=world["namespace"], token=world["token"], source_ip=ATTACKER_IP
     )
 
     def finished() -> dict[str, Any] | None:
         items = (operated.custom("riskdecisions", world["namespace"]) or {}).get("items", [])
-        done = [d for d in items if (d.get("status") or {}).get("phase") in ("Enforced", "Failed")]
+        done = [
+            d
+            for d in items
+            if d["spec"]["band"] == "high"  # a 'low' decision (Notify only) may come first
+            and (d.get("status") or {}).get("phase") in ("Enforced", "Failed")
+        ]
         return done[0] if done else None
 
-    decision: dict[str, Any] = wait_for("a finished RiskDecision", finished, timeout=30)
+    decision: dict[str, Any] = wait_for("a finished 'high' RiskDecision", finished, timeout=30)
     return decision
 
 
