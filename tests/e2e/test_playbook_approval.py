@@ -107,6 +107,17 @@ def approvals(operated: Operated) -> Operated:
             ],
         },
     )
+    escalate = approval_policy(
+        "e2e-approval-escalate", label="approval-esc", timeout="4s", on_timeout="Escalate"
+    )
+    escalate["spec"]["bands"][1]["actions"] = [
+        {"type": "RequireApproval", "timeout": "4s", "onTimeout": "Escalate"},
+        {"type": "Notify"},
+    ]
+    escalate["spec"]["bands"].append(
+        {"name": "critical", "minScore": 100, "actions": [{"type": "DenyAPIAccess"}]}
+    )
+    api.create(f"{CRD}/identityriskpolicies", escalate)
     time.sleep(1.5)  # let the operator's watch see the policies
     return operated
 
@@ -288,3 +299,28 @@ def test_with_no_answer_the_timeout_denies(approvals: Operated) -> None:
         approvals.api, namespace=namespace, token=world["token"], source_ip=ATTACKER_IP
     )
     assert code == 200
+
+
+def test_with_no_answer_escalate_takes_the_next_bands_actions(approvals: Operated) -> None:
+    world = replayed(approvals, "approval-esc")
+    namespace = world["namespace"]
+    expired = decision_in(approvals, namespace, "Expired")
+    assert expired["spec"]["band"] == "high"
+    outcomes = {o["type"]: o for o in expired["status"]["actions"]}
+    assert "escalated to the next band" in outcomes["RequireApproval"]["message"]
+
+    def critical() -> dict[str, Any] | None:
+        items = (approvals.custom("riskdecisions", namespace) or {}).get("items", [])
+        hits = [
+            d for d in items
+            if d["spec"]["band"] == "critical" and (d.get("status") or {}).get("phase") == "Enforced"
+        ]  # fmt: skip
+        return hits[0] if hits else None
+
+    escalated: dict[str, Any] = wait_for("the escalated decision", critical, timeout=20)
+    assert escalated["spec"]["previousBand"] == "high"
+    assert any("onTimeout Escalate" in r for r in escalated["spec"]["reasons"])
+    code = read_configmaps(
+        approvals.api, namespace=namespace, token=world["token"], source_ip=ATTACKER_IP
+    )
+    assert code == 403

@@ -207,3 +207,62 @@ def test_answered(
 )
 def test_no_answer_yet(approval: v1.ApprovalState | None) -> None:
     assert answered(approval, _action(), PENDING) is None
+
+
+def _decision(band: str) -> Any:
+    from identity_risk.domain import Confidence, Identity, Mode
+    from identity_risk.policy import Decision, Disposition
+
+    return Decision(
+        identity=Identity("shop", "web"),
+        policy="p",
+        mode=Mode.ENFORCE,
+        score=70,
+        confidence=Confidence.HIGH,
+        band=band,
+        previous_band=None,
+        band_since=NOW,
+        escalated=False,
+        actions=(),
+        disposition=Disposition.NO_CHANGE,
+        reasons=("score 70",),
+        at=NOW,
+    )
+
+
+def _three_bands(mode: str = "Enforce") -> v1.IdentityRiskPolicy:
+    return v1.IdentityRiskPolicy.model_validate(
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "mode": mode,
+                "bands": [
+                    {"name": "low", "minScore": 20},
+                    {"name": "high", "minScore": 60, "actions": [{"type": "Notify"}]},
+                    {"name": "critical", "minScore": 90, "actions": [{"type": "DenyAPIAccess"}]},
+                ],
+            },
+        }
+    )
+
+
+def test_escalate_takes_the_next_bands_actions() -> None:
+    from identity_risk.enforce.approval import escalated
+    from identity_risk.policy import Disposition
+
+    out = escalated(_decision("high"), _three_bands(), now=NOW, why="no answer")
+    assert out is not None
+    assert (out.band, out.previous_band, out.escalated) == ("critical", "high", True)
+    assert [a.type for a in out.actions] == [ActionType.DENY_API_ACCESS]
+    assert out.disposition is Disposition.ACT
+    assert out.reasons[-1] == "no answer"
+
+
+def test_escalate_at_the_top_band_is_nothing_and_audit_mode_stays_audit() -> None:
+    from identity_risk.enforce.approval import escalated
+    from identity_risk.policy import Disposition
+
+    assert escalated(_decision("critical"), _three_bands(), now=NOW, why="x") is None
+    audit = escalated(_decision("low"), _three_bands("Audit"), now=NOW, why="x")
+    assert audit is not None
+    assert audit.disposition is Disposition.AUDIT

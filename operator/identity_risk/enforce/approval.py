@@ -8,13 +8,17 @@ policy's ``approvers`` and the decision's state. Both are pure; the live operato
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from identity_risk.api import v1alpha1 as v1
+from identity_risk.domain import Mode
 from identity_risk.enforce.admission import Admission
+from identity_risk.policy import Decision, Disposition
 
 APPROVED_BY = "identityrisk.dev/approved-by"
 APPROVER_GROUPS = "identityrisk.dev/approver-groups"
@@ -126,6 +130,32 @@ def judge(
             + "); ask one of them, or have spec.approvers extended",
         )
     return Judgement(True, f"{approval.spec.verdict.value} by {approver.user}: {why}")
+
+
+def escalated(
+    decision: Decision, policy: v1.IdentityRiskPolicy, *, now: datetime, why: str
+) -> Decision | None:
+    """``decision`` moved to the policy's next band (onTimeout Escalate), or None at the top.
+
+    ``decision`` is the identity's current evaluation (for its score and evidence); the result
+    orders the next band's actions as a decision of its own, so it is recorded and chained.
+    """
+    names = [b.name for b in policy.spec.bands]
+    if decision.band not in names or names.index(decision.band) + 1 >= len(names):
+        return None
+    band = policy.spec.bands[names.index(decision.band) + 1]
+    act = policy.spec.mode is Mode.ENFORCE
+    return dataclasses.replace(
+        decision,
+        band=band.name,
+        previous_band=decision.band,
+        band_since=now,
+        escalated=True,
+        actions=tuple(band.actions),
+        disposition=Disposition.ACT if act else Disposition.AUDIT,
+        reasons=(*decision.reasons, why),
+        at=now,
+    )
 
 
 def _verb(approval: v1.RiskApproval) -> str:

@@ -439,7 +439,7 @@ def answered(
     else:
         stop = (
             v1.DecisionPhase.EXPIRED,
-            f"{why}: onTimeout Escalate is not carried out by this version; expired",
+            f"{why}: escalated to the next band (onTimeout Escalate), not carried out here",
         )
     return pending.model_copy(update={"phase": v1.ActionPhase.SKIPPED, "message": stop[1]}), stop
 

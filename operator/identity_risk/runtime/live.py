@@ -17,6 +17,7 @@ restart loses neither scores nor the hysteresis that keeps decisions from repeat
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import queue
@@ -28,6 +29,7 @@ from typing import Any
 
 from identity_risk.api import v1alpha1 as v1
 from identity_risk.domain import (
+    ActionType,
     Confidence,
     Identity,
     Signal,
@@ -352,7 +354,39 @@ class LiveOperator:
                 del self._awaiting[key]
         for key in due:
             log.info("decision %s: no answer to its approval in time", key)
-            self._work.put(functools.partial(self.executor.answer, key, state=TIMED_OUT))
+            self._work.put(functools.partial(self._time_out, key))
+
+    def _time_out(self, key: str) -> None:
+        """No answer in time: the decision's onTimeout happens (Escalate: a new decision)."""
+        final = self.executor.answer(key, state=TIMED_OUT)
+        if final is None or final.status is None:
+            return
+        spec = final.spec
+        waited = next(
+            (a for a, o in zip(spec.actions, final.status.actions, strict=False)
+             if a.type is ActionType.REQUIRE_APPROVAL),
+            None,
+        )  # fmt: skip
+        if waited is None or waited.on_timeout is not v1.OnTimeout.ESCALATE:
+            return
+        policy = self.policy(spec.policy)
+        identity = Identity(spec.identity.namespace, spec.identity.service_account_name)
+        now = self.clock()
+        with self._lock:
+            current = self.engine.evaluate(identity, now=now)
+            if current is None or policy is None:
+                return
+            base = dataclasses.replace(current.decision, band=spec.band)
+            why = (
+                f"no answer to RequireApproval of {key} within {waited.timeout}: escalated "
+                f"from band {spec.band} (onTimeout Escalate)"
+            )
+            decision = approval.escalated(base, policy, now=now, why=why)
+            if decision is None:
+                log.info("decision %s: no band above %s to escalate to", key, spec.band)
+                return
+            self.engine.bands[identity] = decision.band_state
+        self._handle([dataclasses.replace(current, decision=decision)])
 
     def observe_feedback(self, body: Mapping[str, Any]) -> None:
         """confirm-compromised / dismiss on a WorkloadIdentityRisk: re-score with the verdict."""
