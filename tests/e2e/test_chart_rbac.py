@@ -15,6 +15,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,6 +23,11 @@ import yaml
 from chart_sa import CHART, HELM
 from harness import OPERATOR_NAMESPACE, Operated
 
+from identity_risk.api import v1alpha1 as v1
+from identity_risk.api.v1alpha1 import ActionPhase
+from identity_risk.domain import ActionType
+from identity_risk.enforce.actions import ActionContext, Blocks
+from identity_risk.enforce.playbook import RELEASERS
 from identity_risk.kube import Kube, load_api_client
 
 pytestmark = pytest.mark.integration
@@ -160,6 +166,26 @@ def rendered_grants() -> list[Grant]:
     return grants
 
 
+def release_a_quarantine(kube: Kube) -> None:
+    for body in kube.list_custom("RiskDecision"):
+        obj = v1.RiskDecision.model_validate(body)
+        for outcome in obj.status.actions if obj.status else []:
+            if (
+                outcome.type is ActionType.QUARANTINE_PODS
+                and outcome.phase is ActionPhase.SUCCEEDED
+            ):
+                context = ActionContext(
+                    kube=kube,
+                    blocks=Blocks(),
+                    clock=lambda: datetime.now(UTC),
+                    policies=lambda _: None,
+                )
+                released = RELEASERS[outcome.type](context, outcome, obj)
+                assert released.phase is ActionPhase.RELEASED, released.message
+                return
+    raise AssertionError("no quarantine in force to release: did the QuarantinePods e2e run?")
+
+
 def describe(events: Iterable[dict[str, Any]]) -> list[str]:
     out = []
     for e in events:
@@ -215,6 +241,9 @@ def test_every_rule_of_the_chart_was_needed(chart_run: Operated) -> None:
         | {"metadata": {"name": decision["metadata"]["name"], "namespace": namespace}},
     )
     assert again["metadata"]["uid"] == decision["metadata"]["uid"]
+    # Likewise the suite releases its quarantine in-process as the admin; release the one still
+    # in force with the operator's releaser, as the chart's ServiceAccount.
+    release_a_quarantine(kube)
 
     requests = list(chart_run.chart.requests())
     unused = [
