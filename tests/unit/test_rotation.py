@@ -173,3 +173,24 @@ def test_pods_reading_a_secret_into_env_are_its_consumers() -> None:
     }
     [parsed] = Inventory.from_objects([pod]).pods
     assert sorted(parsed.secret_refs) == ["four", "one", "three", "two"]
+
+
+@pytest.mark.parametrize(
+    ("created", "when", "before"),
+    [
+        ("2026-12-04T11:59:59Z", NOW, True),
+        ("2026-12-04T12:00:00Z", NOW, False),
+        ("2026-12-04T12:00:01Z", NOW, False),
+        (None, NOW, True),
+        ("2026-12-04T12:00:01Z", None, True),
+    ],
+    ids=["older", "same-second", "newer", "unknown-pod", "unknown-time"],
+)
+def test_only_pods_older_than_the_action_are_rolled_again(
+    created: str | None, when: dt.datetime | None, before: bool
+) -> None:
+    meta = {"name": "p", "namespace": "ns"}
+    if created:
+        meta["creationTimestamp"] = created
+    [pod] = Inventory.from_objects([{"kind": "Pod", "metadata": meta, "spec": {}}]).pods
+    assert pod.created_before(when) is before

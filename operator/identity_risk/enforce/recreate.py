@@ -16,6 +16,7 @@ from the inventory's copy (annotations and automount only) and says so.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from identity_risk.api import v1alpha1 as v1
@@ -55,6 +56,7 @@ def recreate_service_account(
     current = ctx.kube.get_service_account(namespace, name)
     changed: list[str] = []
     note = ""
+    cutoff: datetime | None = ctx.clock()  # pods older than the new account are rolled
     if current is None:
         known = inventory.service_account(identity)
         if known is None:
@@ -76,7 +78,8 @@ def recreate_service_account(
         changed.append(f"ServiceAccount {namespace}/{name}: created uid {_uid(created)}")
     elif (current.get("metadata") or {}).get("annotations", {}).get(
         RECREATED_BY_ANNOTATION
-    ) == decision:
+    ) == decision:  # a replay: done already; pods re-created since are not rolled again
+        cutoff = _created(current)
         changed.append(f"ServiceAccount {namespace}/{name}: recreated uid {_uid(current)}")
     else:
         old_uid = _uid(current)
@@ -87,6 +90,8 @@ def recreate_service_account(
         )
     rolled = []
     for pod in inventory.pods_of(identity):
+        if not pod.created_before(cutoff):
+            continue
         result = ctx.kube.evict(pod.namespace, pod.name)
         changed.append(f"pod {pod.namespace}/{pod.name}: {result}")
         rolled.append(f"{pod.name} {result}")
@@ -97,6 +102,14 @@ def recreate_service_account(
         + (f"; pods: {', '.join(rolled)}" if rolled else ""),
         changed=tuple(changed),
     )
+
+
+def _created(obj: Mapping[str, Any]) -> datetime | None:
+    value = (obj.get("metadata") or {}).get("creationTimestamp")
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _uid(obj: Mapping[str, Any]) -> str:

@@ -245,7 +245,7 @@ def rotate_secrets(ctx: ActionContext, action: v1.Action, obj: v1.RiskDecision) 
         )
     changed: list[str] = []
     problems: list[str] = []
-    rotated: list[str] = []
+    rotated: dict[str, dt.datetime | None] = {}  # Secret -> when its new value was written
     for name in candidates:
         secret = ctx.kube.get_secret(namespace, name)
         if secret is None or secret.metadata is None:
@@ -257,7 +257,7 @@ def rotate_secrets(ctx: ActionContext, action: v1.Action, obj: v1.RiskDecision) 
             continue
         annotations = meta.annotations or {}
         if annotations.get(ROTATED_BY_ANNOTATION) == decision:  # a replay: done already
-            rotated.append(name)
+            rotated[name] = _when(annotations.get(ROTATED_AT_ANNOTATION))
             changed.append(f"secret {namespace}/{name}: rotated")
             continue
         try:
@@ -277,25 +277,26 @@ def rotate_secrets(ctx: ActionContext, action: v1.Action, obj: v1.RiskDecision) 
         except ValueError as exc:
             problems.append(f"secret {namespace}/{name}: {exc}")
             continue
+        now = ctx.clock()
         ctx.kube.patch_secret(
             namespace,
             name,
             data={k: base64.b64encode(v).decode() for k, v in values.items()},
-            annotations={
-                ROTATED_BY_ANNOTATION: decision,
-                ROTATED_AT_ANNOTATION: ctx.clock().isoformat(),
-            },
+            annotations={ROTATED_BY_ANNOTATION: decision, ROTATED_AT_ANNOTATION: now.isoformat()},
             resource_version=str(meta.resource_version or ""),
         )
         del values
-        rotated.append(name)
+        rotated[name] = now
         changed.append(
             f"secret {namespace}/{name}: rotated {spec.generator} "
             f"({', '.join(sorted(_keys(spec)))})"
         )
     evicted = []
     for pod in inventory.pods:
-        if pod.namespace == namespace and set(pod.secret_refs) & set(rotated):
+        # Only pods older than the new value: on a replay, pods re-created since have it.
+        if pod.namespace == namespace and any(
+            ref in rotated and pod.created_before(rotated[ref]) for ref in pod.secret_refs
+        ):
             result = ctx.kube.evict(pod.namespace, pod.name)
             changed.append(f"pod {pod.namespace}/{pod.name}: {result}")
             evicted.append(f"{pod.name} {result}")
@@ -309,6 +310,13 @@ def rotate_secrets(ctx: ActionContext, action: v1.Action, obj: v1.RiskDecision) 
             changed=tuple(changed),
         )
     return Outcome(v1.ActionPhase.SUCCEEDED, message, changed=tuple(changed))
+
+
+def _when(value: str | None) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def _keys(spec: RandomBytes | KeyPair | TlsCertificate) -> list[str]:

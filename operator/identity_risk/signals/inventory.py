@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
@@ -57,10 +58,16 @@ class Pod:
     automount: bool | None = None
     token_expiration_seconds: int | None = None
     host_network: bool = False
+    created: datetime | None = None
+    """``metadata.creationTimestamp``: tells a pod re-created after an action from its elder."""
 
     @property
     def identity(self) -> Identity:
         return Identity(namespace=self.namespace, name=self.service_account)
+
+    def created_before(self, when: datetime | None) -> bool:
+        """Whether the pod predates ``when``; an unknown time on either side counts as yes."""
+        return self.created is None or when is None or self.created < when
 
     @property
     def workload(self) -> str:
@@ -401,6 +408,15 @@ def _str_map(value: Any) -> Mapping[str, str]:
     )
 
 
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 def _opt_bool(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
@@ -461,6 +477,7 @@ def _pod(obj: Mapping[str, Any]) -> Pod:
         automount=_opt_bool(spec.get("automountServiceAccountToken")),
         token_expiration_seconds=expiration,
         host_network=spec.get("hostNetwork") is True,
+        created=_timestamp(meta.get("creationTimestamp")),
     )
 
 
