@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "identity-risk-operator"
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 PLURALS = {
     "IdentityRiskPolicy": "identityriskpolicies",
     "WorkloadIdentityRisk": "workloadidentityrisks",
@@ -302,6 +303,26 @@ class Kube:
                 return False
             raise KubeError("label", f"pod {namespace}/{name}", exc) from None
         return True
+
+    def remove_pod_label(self, namespace: str, name: str, key: str, *, value: str) -> str:
+        """Remove a pod's label only if it still has ``value`` (JSON patch test, atomic).
+
+        Returns ``"removed"``, ``"gone"`` (no such pod) or ``"kept"`` (the label is absent or
+        holds another value now, e.g. set by a later decision).
+        """
+        path = "/metadata/labels/" + key.replace("~", "~0").replace("/", "~1")
+        body = [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
+        try:
+            self.core.patch_namespaced_pod(
+                name, namespace, body, field_manager=FIELD_MANAGER, _content_type=JSON_PATCH
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return "gone"
+            if exc.status in (409, 422):  # the test failed, or the path is missing
+                return "kept"
+            raise KubeError("unlabel", f"pod {namespace}/{name}", exc) from None
+        return "removed"
 
     def create_network_policy(self, namespace: str, body: Mapping[str, Any]) -> None:
         """Create a NetworkPolicy; one already there under that name is kept (idempotent)."""

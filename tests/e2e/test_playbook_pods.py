@@ -149,6 +149,31 @@ def test_releasing_a_quarantine_restores_the_pods_and_removes_the_policy(
     assert again.phase is v1.ActionPhase.RELEASED
 
 
+def test_releasing_leaves_a_label_a_later_decision_put_on_the_pod(operated: Operated) -> None:
+    api = operated.api
+    world = replayed(operated, "quarantine")
+    namespace, pod_name = world["namespace"], world["pod"]["metadata"]["name"]
+    decision = replay(operated, world)
+    pod_path = f"/api/v1/namespaces/{namespace}/pods/{pod_name}"
+    status, _ = api.call(
+        "PATCH",
+        pod_path,
+        {"metadata": {"labels": {QUARANTINE_LABEL: "a-later-decision"}}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200
+
+    obj = v1.RiskDecision.model_validate(decision)
+    assert obj.status is not None
+    recorded = next(a for a in obj.status.actions if a.type.value == "QuarantinePods")
+    released = RELEASERS[recorded.type](admin_context(operated), recorded, obj)
+
+    assert f"label pod {namespace}/{pod_name}: label kept" in released.changed
+    pod = api.get(pod_path)
+    assert pod is not None
+    assert pod["metadata"]["labels"][QUARANTINE_LABEL] == "a-later-decision"
+
+
 # --- RotateSecrets -------------------------------------------------------------------------------
 
 MARKER = "planted-marker-7f3a9c"

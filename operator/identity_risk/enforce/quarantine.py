@@ -93,12 +93,16 @@ def release_quarantine(
 ) -> Outcome:
     """Undo a quarantine: remove the labels it set and delete the NetworkPolicy it created."""
     undone = []
+    value = label_value(str(obj.metadata["name"]))
     for line in outcome.changed:
         if line.startswith(LABELLED):
             where, _, label = line[len(LABELLED) :].partition(" ")
             namespace, _, pod = where.partition("/")
-            if ctx.kube.patch_pod_labels(namespace, pod, {label or QUARANTINE_LABEL: None}):
-                undone.append(f"{LABELLED}{where}: label removed")
+            # Only this decision's label: a later decision's quarantine of the pod stays.
+            result = ctx.kube.remove_pod_label(
+                namespace, pod, label or QUARANTINE_LABEL, value=value
+            )
+            undone.append(f"{LABELLED}{where}: label {result}")
         elif line.startswith(POLICY):
             namespace, _, policy = line[len(POLICY) :].partition("/")
             ctx.kube.delete_network_policy(namespace, policy)
