@@ -185,3 +185,48 @@ def test_a_pdb_that_allows_no_disruption_blocks_eviction_and_the_decision_says_w
     again = running_pod(api, namespace=namespace, app="checkout")
     assert again["metadata"]["name"] == pod["metadata"]["name"]
     assert read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP) == 403
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "acted"), [(3600, False), (-60, True)], ids=["active", "expired"]
+)
+def test_a_risk_exception_is_honoured_until_it_expires(
+    operated: Operated, expires_in: int, acted: bool
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    api = operated.api
+    namespace = operated.namespace("enforce")
+    deploy_workload(api, namespace=namespace, name="checkout", labels=operated.labels("enforce"))
+    expires = datetime.now(UTC) + timedelta(seconds=expires_in)
+    api.create(
+        f"/apis/identityrisk.dev/v1alpha1/namespaces/{namespace}/riskexceptions",
+        {
+            "apiVersion": "identityrisk.dev/v1alpha1",
+            "kind": "RiskException",
+            "metadata": {"name": "migration", "namespace": namespace},
+            "spec": {
+                "serviceAccountName": "checkout",
+                "expires": expires.isoformat(),
+                "owner": "team-checkout",
+                "reason": "e2e: token migration",
+            },
+        },
+    )
+    pod = running_pod(api, namespace=namespace, app="checkout")
+    token, pod_ip = pod_token(api, pod), pod["status"]["podIP"]
+    time.sleep(1.5)  # the operator's watch sees the exception
+    for _ in range(3):
+        assert read_configmaps(api, namespace=namespace, token=token, source_ip=pod_ip) == 200
+    read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP)
+
+    def decided() -> dict[str, Any] | None:
+        items = (operated.custom("riskdecisions", namespace) or {}).get("items", [])
+        done = [d for d in items if (d.get("status") or {}).get("phase") in ("Enforced", "Audited")]
+        return done[0] if done else None
+
+    decision: dict[str, Any] = wait_for("the decision", decided, timeout=30)
+    assert decision["spec"]["disposition"] == ("Act" if acted else "Exempt")
+    time.sleep(1)
+    code = read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP)
+    assert code == (403 if acted else 200)
