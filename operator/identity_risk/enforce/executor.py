@@ -132,6 +132,17 @@ class Executor:
     after_action: Callable[[ActionType], None] | None = None
     """Called after each action's outcome is recorded (failure injection in tests)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _in_flight: set[str] = field(default_factory=set)
+    _recorded: dict[str, int] = field(default_factory=dict)
+
+    def stale(self, key: str, obj: v1.RiskDecision) -> bool:
+        """Whether a watched copy of ``key`` is behind what this executor has put in force.
+
+        While a decision is carried out here, its handlers add blocks and clamps before their
+        outcomes are recorded; a watch event with an earlier status must not take them away.
+        """
+        done = len(obj.status.actions) if obj.status else 0
+        return key in self._in_flight or done < self._recorded.get(key, 0)
 
     def execute(self, decision: Decision, *, service_account_uid: str = "") -> v1.RiskDecision:
         """Record ``decision`` and run its actions; safe to call again for the same decision."""
@@ -159,6 +170,16 @@ class Executor:
         return finished
 
     def _carry_out(self, stored: v1.RiskDecision) -> v1.RiskDecision:
+        key = key_of(stored)
+        self._in_flight.add(key)
+        try:
+            final = self._carry_out_once(stored)
+        finally:
+            self._in_flight.discard(key)
+        self._recorded[key] = len(final.status.actions) if final.status else 0
+        return final
+
+    def _carry_out_once(self, stored: v1.RiskDecision) -> v1.RiskDecision:
         namespace, name = key_of(stored).split("/", 1)
         link = self.decision_log.append(chain_payload(stored))
         status = stored.status or v1.RiskDecisionStatus()

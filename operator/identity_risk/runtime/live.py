@@ -259,8 +259,9 @@ class LiveOperator:
         except ValueError:
             log.warning("RiskDecision %s could not be read; its blocks are not applied", key)
             return
-        self.book.put(key, blocks_of(obj))
-        self.clamps.put(key, clamps_of(obj))
+        if not self.executor.stale(key, obj):  # else the executor keeps them current itself
+            self.book.put(key, blocks_of(obj))
+            self.clamps.put(key, clamps_of(obj))
         self._track_approval(key, obj)
         self._maybe_release(key, obj)
         # A recorded decision is the surest record of an identity's band: it is written before
