@@ -118,6 +118,21 @@ def approvals(operated: Operated) -> Operated:
         {"name": "critical", "minScore": 100, "actions": [{"type": "DenyAPIAccess"}]}
     )
     api.create(f"{CRD}/identityriskpolicies", escalate)
+    human = approval_policy(
+        "e2e-approval-human", label="approval-hu", timeout="1h", on_timeout="Deny"
+    )
+    human["spec"]["bands"] = [
+        {
+            "name": "medium",
+            "minScore": 20,
+            "minConfidence": "Medium",
+            "actions": [
+                {"type": "RequireApproval", "timeout": "1h", "onTimeout": "Deny"},
+                {"type": "DenyAPIAccess"},
+            ],
+        }
+    ]
+    api.create(f"{CRD}/identityriskpolicies", human)
     time.sleep(1.5)  # let the operator's watch see the policies
     return operated
 
@@ -324,3 +339,34 @@ def test_with_no_answer_escalate_takes_the_next_bands_actions(approvals: Operate
         approvals.api, namespace=namespace, token=world["token"], source_ip=ATTACKER_IP
     )
     assert code == 403
+
+
+def test_human_use_of_a_workload_identity_waits_for_approval(approvals: Operated) -> None:
+    """kubectl listing secrets with a pod's token: medium band, approved by alice, then denied."""
+    api = approvals.api
+    namespace = approvals.namespace("approval-hu")
+    deploy_workload(api, namespace=namespace, name="checkout", labels={MODE_LABEL: "approval-hu"})
+    pod = running_pod(api, namespace=namespace, app="checkout")
+    token, pod_ip = pod_token(api, pod), pod["status"]["podIP"]
+    for _ in range(3):
+        assert read_configmaps(api, namespace=namespace, token=token, source_ip=pod_ip) == 200
+    ctx = ssl.create_default_context(cafile=str(approvals.pki.ca.cert))
+    status, _ = api_request(
+        api.url, ctx, "GET", f"/api/v1/namespaces/{namespace}/secrets", None,
+        headers={"Authorization": f"Bearer {token}", "User-Agent": "kubectl/v1.31.0 (linux/amd64)"},
+        source_ip=pod_ip,
+    )  # fmt: skip
+    assert status == 200
+    waiting = decision_in(approvals, namespace, "AwaitingApproval")
+    assert waiting["spec"]["band"] == "medium"
+    assert any(s["type"] == "HumanUse" for s in waiting["spec"]["signals"])
+    code, obj = answer_as(
+        approvals, "alice", namespace=namespace, decision=waiting["metadata"]["name"]
+    )
+    assert code == 201, obj.get("message", obj)
+    decision_in(approvals, namespace, "Enforced")
+
+    def denied() -> bool:
+        return read_configmaps(api, namespace=namespace, token=token, source_ip=pod_ip) == 403
+
+    wait_for("the identity to be denied", denied, timeout=15)
