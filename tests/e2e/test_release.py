@@ -23,6 +23,7 @@ from identity_risk.testing.scenario import (
 pytestmark = pytest.mark.integration
 
 LABEL = "release"
+QUARANTINE = "release-q"
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,31 @@ def releasing(operated: Operated) -> Operated:
                         "minScore": 60,
                         "minConfidence": "High",
                         "actions": [{"type": "DenyAPIAccess"}, {"type": "RevokeToken"}],
+                    },
+                ],
+            },
+        },
+    )
+    operated.api.create(
+        "/apis/identityrisk.dev/v1alpha1/identityriskpolicies",
+        {
+            "apiVersion": "identityrisk.dev/v1alpha1",
+            "kind": "IdentityRiskPolicy",
+            "metadata": {"name": "e2e-release-quarantine"},
+            "spec": {
+                "mode": "Enforce",
+                "selector": {"namespaceSelector": {"matchLabels": {MODE_LABEL: QUARANTINE}}},
+                "safeguards": {
+                    "maxActionsPerMinute": 1000,
+                    "circuitBreaker": {"maxIdentities": 100},
+                },
+                "bands": [
+                    {"name": "low", "minScore": 20, "actions": [{"type": "Notify"}]},
+                    {
+                        "name": "high",
+                        "minScore": 60,
+                        "minConfidence": "High",
+                        "actions": [{"type": "QuarantinePods"}, {"type": "DenyAPIAccess"}],
                     },
                 ],
             },
@@ -133,3 +159,45 @@ def test_release_of_an_unknown_decision_says_what_to_do(
     err = capsys.readouterr().err
     assert "RiskDecision default/checkout not found" in err
     assert "serviceaccount/checkout" in err
+
+
+def test_release_restores_exactly_the_prior_state(
+    releasing: Operated, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Quarantined and denied, then released: pods and NetworkPolicies are as they were."""
+    api = releasing.api
+    namespace = releasing.namespace(QUARANTINE)
+    deploy_workload(api, namespace=namespace, name="checkout", labels={MODE_LABEL: QUARANTINE})
+    pod = running_pod(api, namespace=namespace, app="checkout")
+    pod_path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}"
+    policies_path = f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
+
+    def state() -> dict[str, Any]:
+        current = api.get(pod_path) or {}
+        policies = (api.get(policies_path) or {}).get("items", [])
+        return {
+            "labels": current["metadata"].get("labels", {}),
+            "annotations": current["metadata"].get("annotations", {}),
+            "policies": sorted(p["metadata"]["name"] for p in policies),
+        }
+
+    before = state()
+    token, pod_ip = pod_token(api, pod), pod["status"]["podIP"]
+    for _ in range(3):
+        assert read_configmaps(api, namespace=namespace, token=token, source_ip=pod_ip) == 200
+    read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP)
+    decision = enforced(releasing, namespace)
+    during = state()
+    assert any(k.startswith("identityrisk.dev/quarantined") for k in during["labels"])
+    assert during["policies"]
+    assert read_configmaps(api, namespace=namespace, token=token, source_ip=pod_ip) == 403
+
+    kubeconfig = f"--kubeconfig={releasing.state.kubeconfig}"
+    code = kubectl_risk(["release", decision["metadata"]["name"], "-n", namespace, kubeconfig])
+    assert code == 0, capsys.readouterr().out
+    assert state() == before
+    wait_for(
+        "the identity to work again",
+        lambda: read_configmaps(api, namespace=namespace, token=token, source_ip=pod_ip) == 200,
+        timeout=15,
+    )
