@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -230,3 +231,47 @@ def test_a_risk_exception_is_honoured_until_it_expires(
     time.sleep(1)
     code = read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP)
     assert code == (403 if acted else 200)
+
+
+def test_a_protected_namespace_is_never_acted_on(operated: Operated) -> None:
+    api = operated.api
+    namespace = f"e2e-protected-{uuid.uuid4().hex[:6]}"
+    api.create(
+        "/apis/identityrisk.dev/v1alpha1/identityriskpolicies",
+        {
+            "apiVersion": "identityrisk.dev/v1alpha1",
+            "kind": "IdentityRiskPolicy",
+            "metadata": {"name": f"e2e-protect-{namespace[-6:]}"},
+            "spec": {
+                "mode": "Enforce",
+                "selector": {"namespaceSelector": {"matchLabels": {MODE_LABEL: namespace}}},
+                "safeguards": {"protectedNamespaces": [namespace]},
+                "bands": [
+                    {"name": "low", "minScore": 20, "actions": [{"type": "Notify"}]},
+                    {"name": "high", "minScore": 60, "minConfidence": "High",
+                     "actions": [{"type": "RevokeToken"}, {"type": "DenyAPIAccess"}]},
+                ],
+            },
+        },
+    )  # fmt: skip
+    time.sleep(1.5)
+    deploy_workload(api, namespace=namespace, name="checkout", labels={MODE_LABEL: namespace})
+    pod = running_pod(api, namespace=namespace, app="checkout")
+    token, pod_ip = pod_token(api, pod), pod["status"]["podIP"]
+    for _ in range(3):
+        assert read_configmaps(api, namespace=namespace, token=token, source_ip=pod_ip) == 200
+    read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP)
+
+    def decided() -> dict[str, Any] | None:
+        items = (operated.custom("riskdecisions", namespace) or {}).get("items", [])
+        return next((d for d in items if (d.get("status") or {}).get("phase") == "Audited"), None)
+
+    decision: dict[str, Any] = wait_for("the decision", decided, timeout=30)
+    assert decision["spec"]["disposition"] == "Protected"
+    assert any(f"namespace {namespace} is protected" in r for r in decision["spec"]["reasons"])
+    time.sleep(1)
+    assert read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP) == 200
+    assert (
+        running_pod(api, namespace=namespace, app="checkout")["metadata"]["name"]
+        == (pod["metadata"]["name"])
+    )
