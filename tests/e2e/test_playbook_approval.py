@@ -210,6 +210,12 @@ def test_nothing_is_enforced_while_the_decision_waits(approvals: Operated) -> No
     assert [o["type"] for o in outcomes] == ["RequireApproval"]
     assert outcomes[0]["phase"] == "Pending"
     assert world["decision"]["status"]["approval"]["state"] == "Pending"
+
+    def pending() -> bool:
+        risk = approvals.custom("workloadidentityrisks", world["namespace"], "checkout") or {}
+        return (risk.get("status") or {}).get("enforcement") == "PendingApproval"
+
+    wait_for("the identity's enforcement to read PendingApproval", pending, timeout=15)
     time.sleep(2)
     status = read_configmaps(
         approvals.api, namespace=world["namespace"], token=world["token"], source_ip=ATTACKER_IP

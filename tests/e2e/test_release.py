@@ -124,6 +124,12 @@ def test_release_lets_the_identity_work_again_and_is_chained(
     assert "DenyAPIAccess: authorization webhook no longer denies" in out
 
     wait_for("the identity to work again", lambda: status() == 200, timeout=15)
+    wait_for(
+        "the identity's enforcement to read Released",
+        lambda: ((releasing.custom("workloadidentityrisks", namespace, "checkout") or {})
+                 .get("status") or {}).get("enforcement") == "Released",
+        timeout=15,
+    )  # fmt: skip
     released = releasing.custom("riskdecisions", namespace, name)
     assert released["status"]["phase"] == "Released"
     phases = {a["type"]: a["phase"] for a in released["status"]["actions"]}

@@ -162,6 +162,8 @@ class LiveOperator:
         self._awaiting: dict[str, datetime] = {}
         self._releasing: set[str] = set()
         self._feedback: dict[Identity, dict[str, str]] = {}
+        self._last: dict[Identity, Evaluation] = {}
+        """Each identity's latest evaluation (to rewrite its WorkloadIdentityRisk status)."""
         self._breaker_open = False
         """Decisions awaiting approval (namespace/name) and when they time out."""
         self._stop = threading.Event()
@@ -264,6 +266,7 @@ class LiveOperator:
             self.clamps.put(key, clamps_of(obj))
         self._track_approval(key, obj)
         self._maybe_release(key, obj)
+        self._follow_enforcement(obj)
         # A recorded decision is the surest record of an identity's band: it is written before
         # any action, so after a crash the engine does not decide (and act) a second time.
         spec = obj.spec
@@ -272,6 +275,22 @@ class LiveOperator:
             known = self.engine.bands.get(identity)
             if known is None or known.since < spec.decided_at:
                 self.engine.bands[identity] = BandState(band=spec.band, since=spec.decided_at)
+
+    def _follow_enforcement(self, obj: v1.RiskDecision) -> None:
+        """The WorkloadIdentityRisk's enforcement state follows its last decision's phase."""
+        phase = obj.status.phase if obj.status else v1.DecisionPhase.RECORDED
+        state = PHASE_ENFORCEMENT.get(phase)
+        spec = obj.spec
+        identity = Identity(spec.identity.namespace, spec.identity.service_account_name)
+        name = str(obj.metadata.get("name", ""))
+        with self._lock:
+            known = self._enforcement.get(identity)
+            if state is None or known is None or known[1] != name or known[0] is state:
+                return
+            self._enforcement[identity] = (state, name)
+            last = self._last.get(identity)
+            if last is not None:
+                self._dirty.setdefault(identity, last)
 
     def _track_approval(self, key: str, obj: v1.RiskDecision) -> None:
         status = obj.status or v1.RiskDecisionStatus()
@@ -482,6 +501,7 @@ class LiveOperator:
             decision = ev.decision
             with self._lock:
                 self._dirty[decision.identity] = ev
+                self._last[decision.identity] = ev
             if decision.changed_band or decision.actions:
                 self.metrics.decisions.labels(
                     band=decision.band or "none", mode=decision.mode.value
@@ -669,6 +689,15 @@ class LiveOperator:
             name,
             status.model_dump(by_alias=True, exclude_none=True, mode="json"),
         )
+
+
+PHASE_ENFORCEMENT = {
+    v1.DecisionPhase.AWAITING_APPROVAL: v1.EnforcementState.PENDING_APPROVAL,
+    v1.DecisionPhase.DENIED: v1.EnforcementState.NONE,
+    v1.DecisionPhase.EXPIRED: v1.EnforcementState.NONE,
+    v1.DecisionPhase.RELEASED: v1.EnforcementState.RELEASED,
+}
+"""Decision phases that change what the identity's enforcement state says."""
 
 
 def _enforcement(decision: Decision) -> v1.EnforcementState:
