@@ -187,6 +187,21 @@ def test_a_pdb_that_allows_no_disruption_blocks_eviction_and_the_decision_says_w
     assert again["metadata"]["name"] == pod["metadata"]["name"]
     assert read_configmaps(api, namespace=namespace, token=token, source_ip=ATTACKER_IP) == 403
 
+    # Once the budget allows, the operator evicts it after all (retried on its tick).
+    status, _ = api.call(
+        "DELETE", f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/checkout"
+    )
+    assert status == 200
+    name = decision["metadata"]["name"]
+
+    def retried() -> bool:
+        current = operated.custom("riskdecisions", namespace, name) or {}
+        revoke = {a["type"]: a for a in current["status"]["actions"]}["RevokeToken"]
+        return any("evicted (retried at" in line for line in revoke.get("changed", []))
+
+    wait_for("the blocked eviction to be retried", retried, timeout=30)
+    running_pod(api, namespace=namespace, app="checkout", exclude=pod["metadata"]["name"])
+
 
 @pytest.mark.parametrize(
     ("expires_in", "acted"), [(3600, False), (-60, True)], ids=["active", "expired"]

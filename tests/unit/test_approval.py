@@ -266,3 +266,19 @@ def test_escalate_at_the_top_band_is_nothing_and_audit_mode_stays_audit() -> Non
     audit = escalated(_decision("low"), _three_bands("Audit"), now=NOW, why="x")
     assert audit is not None
     assert audit.disposition is Disposition.AUDIT
+
+
+@pytest.mark.parametrize(
+    ("line", "pod"),
+    [
+        ("pod shop/web-1: blocked", "shop/web-1"),
+        ("pod shop/web-1: evicted", None),
+        ("pod shop/web-1: evicted (retried at 2026-12-04T12:00:00+00:00)", None),
+        ("authorization: deny shop/web", None),
+    ],
+    ids=["blocked", "evicted", "retried", "other"],
+)
+def test_blocked_pod(line: str, pod: str | None) -> None:
+    from identity_risk.enforce.executor import blocked_pod
+
+    assert blocked_pod(line) == pod

@@ -326,6 +326,41 @@ class Executor:
             self._event(final, reason="RiskDecisionReleased", detail=f"released by {by or '?'}")
             return final
 
+    def retry_blocked(self, key: str) -> int:
+        """Evict again the pods a PodDisruptionBudget refused (``pod ns/name: blocked`` in an
+        outcome's ``changed``); returns how many went through, and records them."""
+        namespace, name = key.split("/", 1)
+        with self._lock:
+            body = self.kube.get_custom("RiskDecision", namespace, name)
+            if body is None:
+                return 0
+            obj = v1.RiskDecision.model_validate(body)
+            status = obj.status or v1.RiskDecisionStatus()
+            if status.phase is v1.DecisionPhase.RELEASED:
+                return 0
+            done = 0
+            outcomes = []
+            for outcome in status.actions:
+                lines = []
+                for line in outcome.changed:
+                    pod = blocked_pod(line)
+                    if pod is not None:
+                        pod_namespace, _, pod_name = pod.partition("/")
+                        try:
+                            result = self.kube.evict(pod_namespace, pod_name)
+                        except KubeError as exc:
+                            log.warning("retrying eviction of %s: %s", pod, exc)
+                            result = "blocked"
+                        if result != "blocked":
+                            done += 1
+                            line = f"pod {pod}: {result} (retried at {self.clock().isoformat()})"
+                    lines.append(line)
+                outcomes.append(outcome.model_copy(update={"changed": lines}))
+            if done:
+                self._patch(namespace, name, {"actions": _dump_list(outcomes)})
+                log.info("decision %s: %d blocked eviction(s) went through on retry", key, done)
+            return done
+
     # --- actions ------------------------------------------------------------------------------
 
     def _run(self, action: v1.Action, obj: v1.RiskDecision) -> Outcome:
@@ -410,6 +445,13 @@ def _why_not(disposition: str) -> str:
         Disposition.NO_CHANGE.value: "no escalation",
     }
     return reasons.get(disposition, disposition)
+
+
+def blocked_pod(line: str) -> str | None:
+    """``ns/name`` if an outcome's ``changed`` line records an eviction a PDB refused."""
+    if line.startswith("pod ") and line.endswith(": blocked"):
+        return line[len("pod ") : -len(": blocked")]
+    return None
 
 
 APPROVAL_PENDING = "Pending"

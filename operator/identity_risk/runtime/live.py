@@ -46,6 +46,7 @@ from identity_risk.enforce.executor import (
     TIMED_OUT,
     AuthorizationBook,
     Executor,
+    blocked_pod,
     blocks_of,
 )
 from identity_risk.engine import DetectorSource, Engine, Evaluation
@@ -161,6 +162,8 @@ class LiveOperator:
         self._work: queue.Queue[Decision | Callable[[], object] | None] = queue.Queue()
         self._awaiting: dict[str, datetime] = {}
         self._releasing: set[str] = set()
+        self._blocked: set[str] = set()
+        """Decisions with an eviction a PodDisruptionBudget refused (retried each tick)."""
         self._feedback: dict[Identity, dict[str, str]] = {}
         self._last: dict[Identity, Evaluation] = {}
         """Each identity's latest evaluation (to rewrite its WorkloadIdentityRisk status)."""
@@ -265,6 +268,7 @@ class LiveOperator:
             self.book.put(key, blocks_of(obj))
             self.clamps.put(key, clamps_of(obj))
         self._track_approval(key, obj)
+        self._track_blocked(key, obj)
         self._maybe_release(key, obj)
         self._follow_enforcement(obj)
         # A recorded decision is the surest record of an identity's band: it is written before
@@ -291,6 +295,24 @@ class LiveOperator:
             last = self._last.get(identity)
             if last is not None:
                 self._dirty.setdefault(identity, last)
+
+    def _track_blocked(self, key: str, obj: v1.RiskDecision) -> None:
+        status = obj.status or v1.RiskDecisionStatus()
+        blocked = status.phase is not v1.DecisionPhase.RELEASED and any(
+            blocked_pod(line) is not None for o in status.actions for line in o.changed
+        )
+        with self._lock:
+            if blocked:
+                self._blocked.add(key)
+            else:
+                self._blocked.discard(key)
+
+    def _retry_blocked(self) -> None:
+        """Evictions a PodDisruptionBudget refused are tried again on every tick."""
+        with self._lock:
+            keys = sorted(self._blocked)
+        for key in keys:
+            self._work.put(functools.partial(self.executor.retry_blocked, key))
 
     def _track_approval(self, key: str, obj: v1.RiskDecision) -> None:
         status = obj.status or v1.RiskDecisionStatus()
@@ -594,6 +616,7 @@ class LiveOperator:
                 with self._lock:
                     evaluations = self.engine.tick(now=now)
                 self._handle(evaluations)
+                self._retry_blocked()
                 next_tick = now + self.config.tick
             self._flush()
 
