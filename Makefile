@@ -41,10 +41,11 @@ unit: install
 integration: install controlplane
 	$(BIN)/pytest -m integration
 
+# The chart-RBAC pass runs first so that the whole suite's summary is the last line printed.
 test: install controlplane lint
-	@echo "==> tests (unit, property-based, integration on the real control plane)"
-	IDENTITY_RISK_REQUIRE_CONTROLPLANE=1 $(BIN)/pytest
 	$(MAKE) e2e-chart-rbac
+	@echo "==> tests (unit, property-based, scenarios, integration and e2e on the real control plane)"
+	IDENTITY_RISK_REQUIRE_CONTROLPLANE=1 $(BIN)/pytest
 
 # The end-to-end suite again, the operator authenticated as the Helm chart's ServiceAccount: the
 # chart's RBAC is sufficient (nothing refused) and minimal (every rule used).
