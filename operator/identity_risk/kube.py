@@ -8,6 +8,7 @@ Secrets pass through, and secret values must never reach a log.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Mapping
@@ -98,6 +99,8 @@ class Kube:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.networking = client.NetworkingV1Api(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+        self.admissionregistration = client.AdmissionregistrationV1Api(api_client)
 
     # ---- our custom resources ---------------------------------------------------------------
 
@@ -413,3 +416,83 @@ class Kube:
                     return existing
             raise KubeError("create", f"ServiceAccount {namespace}/{name}", exc) from None
         return _as_dict(json.loads(result.data))
+
+    # ---- leader election (coordination.k8s.io/v1 Lease) --------------------------------------
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Lease as plain JSON, or None when there is none."""
+        try:
+            result: Any = self.coordination.read_namespaced_lease(
+                name, namespace, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError("get", f"Lease {namespace}/{name}", exc) from None
+        return _as_dict(json.loads(result.data))
+
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Create a Lease; None when another writer created it first (HTTP 409)."""
+        name = body["metadata"]["name"]
+        try:
+            result: Any = self.coordination.create_namespaced_lease(
+                namespace,
+                client.V1Lease.model_validate(dict(body)),
+                field_manager=FIELD_MANAGER,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise KubeError("create", f"Lease {namespace}/{name}", exc) from None
+        return _as_dict(json.loads(result.data))
+
+    def update_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Replace a Lease guarded by its ``metadata.resourceVersion``; None on a conflict (409):
+        someone else wrote it since it was read."""
+        name = body["metadata"]["name"]
+        try:
+            result: Any = self.coordination.replace_namespaced_lease(
+                name,
+                namespace,
+                client.V1Lease.model_validate(dict(body)),
+                field_manager=FIELD_MANAGER,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise KubeError("update", f"Lease {namespace}/{name}", exc) from None
+        return _as_dict(json.loads(result.data))
+
+    # ---- the chart's MutatingWebhookConfiguration (CA injection, TLS mode generate) -----------
+
+    def inject_webhook_ca(self, name: str, ca_bundle: bytes) -> str:
+        """Set ``caBundle`` of every webhook in the MutatingWebhookConfiguration ``name``.
+
+        Idempotent: nothing is written when every webhook already carries it. Returns
+        ``"patched"``, ``"unchanged"`` or ``"missing"`` (no such object).
+        """
+        encoded = base64.b64encode(ca_bundle).decode()
+        try:
+            result: Any = self.admissionregistration.read_mutating_webhook_configuration(
+                name, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return "missing"
+            raise KubeError("get", f"MutatingWebhookConfiguration {name}", exc) from None
+        webhooks = _as_dict(json.loads(result.data)).get("webhooks") or []
+        if all((w.get("clientConfig") or {}).get("caBundle") == encoded for w in webhooks):
+            return "unchanged"
+        patch = [
+            {"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": encoded}
+            for i in range(len(webhooks))
+        ]
+        try:
+            self.admissionregistration.patch_mutating_webhook_configuration(
+                name, patch, field_manager=FIELD_MANAGER, _content_type=JSON_PATCH
+            )
+        except ApiException as exc:
+            raise KubeError("patch", f"MutatingWebhookConfiguration {name}", exc) from None
+        return "patched"

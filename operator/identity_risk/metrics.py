@@ -72,6 +72,12 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.leader = Gauge(
+            "leader",
+            "1 while this replica holds the leader Lease (reads audit batches, ticks, acts).",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.audit_batches_rejected = Counter(
             "audit_batches_rejected",
             "Audit webhook batches refused as a whole (nothing in them was read), by reason.",

@@ -94,7 +94,7 @@ def test_every_values_combination_is_documented() -> None:
     ("values", "message"),
     [
         pytest.param("replicas: two", "at '/replicas': got string, want integer", id="type"),
-        pytest.param("replicas: 2", "at '/replicas': maximum: got 2, want 1", id="replicas"),
+        pytest.param("replicas: -1", "at '/replicas': minimum", id="replicas"),
         pytest.param("webhook: {tls: {mode: selfSigned}}", "at '/webhook/tls/mode'", id="tls-mode"),
         pytest.param(
             "webhook: {service: {type: NodePort, nodePort: 8443}}",
@@ -175,10 +175,17 @@ def test_the_operator_knows_its_own_namespace_and_service_account() -> None:
     assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
 
 
-def test_the_release_namespace_role_only_creates_secrets() -> None:
+def test_the_release_namespace_role_only_creates_secrets_and_holds_the_lease() -> None:
     role = one(render(), "Role")
     assert role["metadata"]["namespace"] == NAMESPACE
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        },
+    ]
 
 
 def test_persistent_decision_log_uses_a_claim_and_recreate() -> None:
@@ -221,13 +228,16 @@ def test_cert_manager_mode_issues_the_certificate_and_injects_the_ca() -> None:
 
 def test_kind_values_expose_the_webhooks_where_config_apiserver_points() -> None:
     docs = render(CHART / "ci" / "kind-values.yaml")
-    service = one(docs, "Service", "identity-risk-operator")
-    assert service["spec"]["type"] == "NodePort"
-    (port,) = service["spec"]["ports"]
-    for name in ("audit-webhook.kubeconfig", "authorization-webhook.kubeconfig"):
+    for service_name, kubeconfig in (
+        ("identity-risk-operator", "authorization-webhook.kubeconfig"),
+        ("identity-risk-operator-audit", "audit-webhook.kubeconfig"),  # the leader only
+    ):
+        service = one(docs, "Service", service_name)
+        assert service["spec"]["type"] == "NodePort"
+        (port,) = service["spec"]["ports"]
         assert (
             f"https://127.0.0.1:{port['nodePort']}/"
-            in (ROOT / "config" / "apiserver" / name).read_text()
+            in (ROOT / "config" / "apiserver" / kubeconfig).read_text()
         )
 
 
@@ -250,12 +260,62 @@ def test_minimal_values_drop_the_optional_objects() -> None:
     assert not [d for d in docs if d["metadata"]["name"].endswith("-metrics")]
 
 
-def test_pod_disruption_budget_never_blocks_a_drain() -> None:
-    pdb = one(render(), "PodDisruptionBudget")["spec"]
-    assert pdb == {
-        "maxUnavailable": 1,
-        "selector": one(render(), "Deployment")["spec"]["selector"],
+def test_pod_disruption_budget_keeps_one_replica_and_never_blocks_a_single_one(
+    tmp_path: Path,
+) -> None:
+    selector = one(render(), "Deployment")["spec"]["selector"]
+    assert one(render(), "PodDisruptionBudget")["spec"] == {
+        "minAvailable": 1,
+        "selector": selector,
     }
+    single = tmp_path / "single.yaml"
+    single.write_text("replicas: 1\n")
+    assert one(render(single), "PodDisruptionBudget")["spec"] == {
+        "maxUnavailable": 1,
+        "selector": selector,
+    }
+
+
+def test_two_replicas_elect_a_leader_and_only_it_gets_audit_batches() -> None:
+    docs = render()
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--leader-elect" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    everyone = one(docs, "Service", "identity-risk-operator")["spec"]["selector"]
+    leader = one(docs, "Service", "identity-risk-operator-audit")["spec"]["selector"]
+    assert everyone.items() <= pod_labels.items()  # /authorize, /mutate: every replica
+    assert leader == everyone | {"identityrisk.dev/leader": "true"}  # /audit: the leader only
+    role = next(d for d in docs if d["kind"] == "Role")
+    assert {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "update"],
+    } in role["rules"]
+
+
+def test_generate_mode_injects_the_ca_into_its_own_webhook_configuration_only() -> None:
+    docs = render()
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    name = one(docs, "MutatingWebhookConfiguration")["metadata"]["name"]
+    assert f"--webhook-configuration={name}" in container["args"]
+    cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
+    assert {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["mutatingwebhookconfigurations"],
+        "resourceNames": [name],
+        "verbs": ["get", "patch"],
+    } in cluster_role["rules"]
+    secret_mode = render(CHART / "ci" / "kind-values.yaml")
+    (container,) = one(secret_mode, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert not [a for a in container["args"] if a.startswith("--webhook-configuration")]
+    cluster_role = next(d for d in secret_mode if d["kind"] == "ClusterRole")
+    assert not [
+        r for r in cluster_role["rules"] if "mutatingwebhookconfigurations" in r["resources"]
+    ]
 
 
 def test_apiserver_presents_its_client_certificate_to_the_charts_admission_webhook() -> None:

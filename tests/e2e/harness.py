@@ -197,6 +197,10 @@ def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operated]:
         if chart is not None:
             chart.install(state, api)  # the chart's CRDs, namespace, ServiceAccount and RBAC
             operator.kubeconfig = chart.kubeconfig
+            # As the chart runs it: leader election (one replica here, so it always leads; its
+            # Lease identity survives a restart, as a pod's name does).
+            operator.extra_args = ["--leader-elect"]
+            operator.env = {"POD_NAME": "identity-risk-operator-e2e"}
         install_crds(api, ROOT / "crds")
         api.create(
             "/api/v1/namespaces",

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from chart_sa import CHART, HELM
-from harness import OPERATOR_NAMESPACE, Operated
+from harness import OPERATOR_NAMESPACE, Operated, mutating_webhooks
 
 from identity_risk.api import v1alpha1 as v1
 from identity_risk.api.v1alpha1 import ActionPhase
@@ -111,6 +111,21 @@ RULES: dict[tuple[str, str, str], str] = {
     ("", "secrets#own-namespace", "create"): (
         "first start: store the generated signing key (and webhook certificates)"
     ),
+    ("coordination.k8s.io", "leases#own-namespace", "get"): (
+        "--leader-elect: read the Lease every renew period"
+    ),
+    ("coordination.k8s.io", "leases#own-namespace", "create"): (
+        "--leader-elect: the first replica creates the Lease"
+    ),
+    ("coordination.k8s.io", "leases#own-namespace", "update"): (
+        "--leader-elect: take or renew the Lease (guarded by its resourceVersion)"
+    ),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get"): (
+        "TLS generate: is the generated CA already the caBundle of the chart's webhooks"
+    ),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch"): (
+        "TLS generate: inject the generated CA as the caBundle of the chart's webhooks"
+    ),
 }
 
 
@@ -186,6 +201,23 @@ def release_a_quarantine(kube: Kube) -> None:
     raise AssertionError("no quarantine in force to release: did the QuarantinePods e2e run?")
 
 
+def inject_the_generated_ca(operated: Operated, kube: Kube) -> None:
+    name = "identity-risk-operator"  # the chart's fullname: the rule's only resourceName
+    body = mutating_webhooks(operated.operator.port, operated.pki)
+    body["metadata"]["name"] = name
+    for hook in body["webhooks"]:
+        hook["clientConfig"].pop("caBundle")
+        hook["objectSelector"] = {"matchLabels": {"identityrisk.dev/never": "matches"}}
+    path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+    operated.api.create(path, body)
+    try:
+        ca = operated.pki.ca.cert.read_bytes()
+        assert kube.inject_webhook_ca(name, ca) == "patched"
+        assert kube.inject_webhook_ca(name, ca) == "unchanged"
+    finally:
+        operated.api.call("DELETE", f"{path}/{name}")
+
+
 def describe(events: Iterable[dict[str, Any]]) -> list[str]:
     out = []
     for e in events:
@@ -244,6 +276,10 @@ def test_every_rule_of_the_chart_was_needed(chart_run: Operated) -> None:
     # Likewise the suite releases its quarantine in-process as the admin; release the one still
     # in force with the operator's releaser, as the chart's ServiceAccount.
     release_a_quarantine(kube)
+    # The harness serves given certificates (TLS mode secret); in the chart's default mode
+    # generate the operator injects its CA into the chart's MutatingWebhookConfiguration at
+    # startup: do that with its client, on an object of that name (webhooks that match nothing).
+    inject_the_generated_ca(chart_run, kube)
 
     requests = list(chart_run.chart.requests())
     unused = [

@@ -13,6 +13,7 @@ import yaml
 
 from identity_risk.testing.controlplane import (
     CONFIG_DIR,
+    KIND_AUDIT_WEBHOOK_BASE,
     KIND_CONFIG_DIR,
     KIND_PKI_DIR,
     KIND_WEBHOOK_BASE,
@@ -81,6 +82,6 @@ def test_rendering_replaces_every_kind_specific_string(tmp_path: Path, name: str
         target=tmp_path / "config", pki_dir=tmp_path / "pki", webhook_base_url="https://127.0.0.1:1"
     )
     text = rendered[name].read_text()
-    for kind_only in (KIND_CONFIG_DIR, KIND_PKI_DIR, KIND_WEBHOOK_BASE):
+    for kind_only in (KIND_CONFIG_DIR, KIND_PKI_DIR, KIND_WEBHOOK_BASE, KIND_AUDIT_WEBHOOK_BASE):
         assert kind_only not in text
     yaml.safe_load(text)

@@ -113,7 +113,7 @@ def test_helm_install_with_defaults_succeeds(installed: Installed) -> None:
         f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/identity-risk-operator"
     )
     assert deployment is not None
-    assert deployment["status"].get("availableReplicas") == 1
+    assert deployment["status"].get("availableReplicas") == 2  # leader + follower
     for crd in (ROOT / "crds").glob("*.yaml"):
         name = crd.name.removesuffix(".yaml")
         assert installed.api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
@@ -155,6 +155,7 @@ MAY = [
     ("create", "networkpolicies", "networking.k8s.io", "shop"),
     ("delete", "serviceaccounts", "", "shop"),  # RecreateServiceAccount
     ("patch", "secrets", "", "shop"),  # RotateSecrets
+    ("update", "leases", "coordination.k8s.io", NAMESPACE),  # --leader-elect
 ]
 MAY_NOT = [
     # Git owns these: the operator never writes them, so Argo CD never fights it.
@@ -179,6 +180,8 @@ MAY_NOT = [
     ("create", "serviceaccounts/token", "", "shop"),
     ("patch", "identityriskpolicies/status", "identityrisk.dev", ""),
     ("create", "riskapprovals", "identityrisk.dev", "shop"),  # people approve, not the operator
+    ("update", "leases", "coordination.k8s.io", "kube-system"),  # only its own Lease namespace
+    ("patch", "mutatingwebhookconfigurations", "admissionregistration.k8s.io", ""),  # any name
 ]
 
 

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from identity_risk.api import v1alpha1 as v1
 from identity_risk.domain import Identity
-from identity_risk.ingest import AuditRecord
+from identity_risk.ingest import AuditRecord, ParseStats, parse_event_list
 from identity_risk.metrics import Metrics
 from identity_risk.policy import OperatorSelf
 from identity_risk.runtime.follow import follow_audit_log
@@ -82,6 +82,20 @@ def test_a_stolen_token_replay_is_decided_and_queued() -> None:
     assert decision.identity == WEB
     assert decision.band == "high"
     assert decision.top_signal == "TokenReplay"
+
+
+def test_a_follower_refuses_audit_and_neither_writes_nor_acts() -> None:
+    from identity_risk.webhook import NotLeader
+
+    live = make_live()
+    live.stop_leading()
+    with pytest.raises(NotLeader):
+        replay_attack(live)
+    live.feed(parse_event_list(make_event_list([make_audit_event(at=1.0)]), stats=ParseStats()))
+    assert live.states.find(WEB) is None  # an audit log file a follower follows is not scored
+    assert live._work.empty()
+    assert not live._dirty
+    assert live.metrics.registry.get_sample_value("identity_risk_leader") == 0
 
 
 def test_scorer_state_survives_a_restart() -> None:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from identity_risk.enforce.authorization import Verdict
 from identity_risk.metrics import Metrics
 from identity_risk.testing.controlplane import CertPair, Pki
-from identity_risk.webhook import AuditAck, BatchRejected, ServerTLS, WebhookServer
+from identity_risk.webhook import AuditAck, BatchRejected, NotLeader, ServerTLS, WebhookServer
 
 TOKEN = "s3cr3t-apiserver-token"
 APISERVER_NAME = "kube-apiserver-webhook-client"
@@ -42,7 +42,7 @@ class Operator:
     """The callbacks the server calls, recording what they saw and doing what a test asks."""
 
     batches: list[bytes] = field(default_factory=list)
-    reject_with: BatchRejected | None = None
+    reject_with: Exception | None = None
     authorizer_error: Exception | None = None
     authorizer_answer: dict[str, Any] | None = None
     is_ready: bool = False
@@ -161,6 +161,22 @@ def test_the_apiserver_client_certificate_delivers_the_exact_batch(running: Runn
 
     assert status == 200
     assert running.operator.batches == [EVENT_LIST]
+
+
+def test_a_follower_answers_audit_503_with_retry_after_and_counts_it(running: Running) -> None:
+    running.operator.reject_with = NotLeader()
+    connection = running.connect(running.pki.webhook_client)
+    try:
+        connection.request("POST", "/audit", body=EVENT_LIST)
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+
+    assert response.status == 503
+    assert response.getheader("Retry-After") == "5"
+    assert "not the leader" in body["message"]
+    assert running.sample("identity_risk_audit_batches_rejected_total", reason="not_leader") == 1
 
 
 def test_a_valid_bearer_token_is_accepted(running: Running) -> None:

@@ -28,6 +28,8 @@ from identity_risk.policy import OperatorSelf
 from identity_risk.record.chain import Signer
 from identity_risk.record.log import DecisionLog
 from identity_risk.runtime.follow import follow_audit_log
+from identity_risk.runtime.leader import LEADER_LABEL, LeaderElector
+from identity_risk.runtime.leader import identity as leader_identity
 from identity_risk.runtime.live import LiveConfig, LiveOperator, utcnow
 from identity_risk.runtime.store import InventoryStore
 from identity_risk.webhook import ServerTLS, WebhookServer
@@ -108,6 +110,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--node-cidr", action="append", default=[], help="node network (repeatable)"
     )
+    parser.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run several replicas: only the holder of the Lease identity-risk-operator (in"
+        " --namespace) reads audit batches, ticks and acts; every replica serves /authorize and"
+        " /mutate. Identity: POD_NAME (else hostname-pid)",
+    )
+    parser.add_argument(
+        "--webhook-configuration",
+        default="",
+        help="with generated TLS: the MutatingWebhookConfiguration whose caBundle is set to the"
+        " generated CA at startup (the chart's)",
+    )
     parser.add_argument("--tick-seconds", type=float, default=15.0, help="decay re-evaluation")
     parser.add_argument("-v", "--verbose", action="store_true")
 
@@ -179,7 +194,29 @@ def webhook_tls(kube: Kube, args: argparse.Namespace) -> tuple[Path, Path, Path 
             args.namespace,
             args.tls_secret,
         )
+    if args.webhook_configuration:
+        outcome = kube.inject_webhook_ca(args.webhook_configuration, files.ca.read_bytes())
+        if outcome == "missing":
+            log.warning(
+                "MutatingWebhookConfiguration %s not found: its caBundle was not set",
+                args.webhook_configuration,
+            )
+        else:
+            log.info(
+                "MutatingWebhookConfiguration %s caBundle: %s", args.webhook_configuration, outcome
+            )
     return files.cert, files.key, args.client_ca or files.ca
+
+
+def pod_label(kube: Kube, namespace: str, leading: bool) -> None:
+    """Label (or unlabel) this pod as the leader, for the leader-only audit Service."""
+    pod = os.environ.get("POD_NAME", "")
+    if not pod:
+        return
+    try:
+        kube.patch_pod_labels(namespace, pod, {LEADER_LABEL: "true" if leading else None})
+    except KubeError as exc:
+        log.warning("could not %s the leader label: %s", "set" if leading else "remove", exc)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -237,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
         metrics=metrics,
         config=config,
         clamps=clamps,
+        leading=not args.leader_elect,
     )
     try:
         # ServiceAccounts and Namespaces first, so the store knows which identities exist
@@ -248,7 +286,8 @@ def run(args: argparse.Namespace) -> int:
             live.restore(wir)
         for decision in kube.list_custom("RiskDecision"):
             live.observe_decision(decision)
-        live.executor.resume()
+        if not args.leader_elect:
+            live.executor.resume()  # with leader election, the leader resumes on taking over
     except KubeError as exc:
         hint = ""
         if exc.status == 404:
@@ -279,6 +318,26 @@ def run(args: argparse.Namespace) -> int:
     )
     server.start()
     live.start()
+    elector: LeaderElector | None = None
+    if args.leader_elect:
+        pod_label(kube, args.namespace, False)  # a restarted container is not the leader yet
+
+        def started() -> None:
+            live.start_leading()
+            pod_label(kube, args.namespace, True)
+
+        def stopped() -> None:
+            live.stop_leading()
+            pod_label(kube, args.namespace, False)
+
+        elector = LeaderElector(
+            kube=kube,
+            namespace=args.namespace,
+            me=leader_identity(),
+            on_started_leading=started,
+            on_stopped_leading=stopped,
+        )
+        elector.start()
     log.info(
         "identity-risk %s: webhooks on https://%s:%s (audit, authorize, metrics, healthz)",
         __version__,
@@ -307,6 +366,8 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         stop.set()
+        if elector is not None:
+            elector.stop()
         server.stop()
         live.stop()
     return 0

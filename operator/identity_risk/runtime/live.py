@@ -60,7 +60,7 @@ from identity_risk.runtime.store import InventoryStore
 from identity_risk.scoring.feedback import FEEDBACK, suppression_from
 from identity_risk.signals import Detectors, IdentityStates
 from identity_risk.signals.state import IdentityState
-from identity_risk.webhook import AuditAck, BatchRejected
+from identity_risk.webhook import AuditAck, BatchRejected, NotLeader
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ class LiveOperator:
         config: LiveConfig,
         clock: Callable[[], datetime] = utcnow,
         clamps: TokenClamps | None = None,
+        leading: bool = True,
     ) -> None:
         self.kube = kube
         self.store = store
@@ -169,6 +170,12 @@ class LiveOperator:
         """Each identity's latest evaluation (to rewrite its WorkloadIdentityRisk status)."""
         self._breaker_open = False
         """Decisions awaiting approval (namespace/name) and when they time out."""
+        self.leading = threading.Event()
+        """Set while this replica leads (always, without leader election): only the leader reads
+        audit batches, ticks, writes WorkloadIdentityRisk status and carries decisions out."""
+        if leading:
+            self.leading.set()
+        self.metrics.leader.set(1 if leading else 0)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.ready = threading.Event()
@@ -183,6 +190,31 @@ class LiveOperator:
             thread = threading.Thread(target=target, name=f"identity-risk-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def start_leading(self) -> None:
+        """This replica became the leader: take over from the persisted state, then act."""
+        log.info("leading: resuming from the recorded state")
+        self.leading.set()
+        self.metrics.leader.set(1)
+        self._work.put(self._take_over)
+
+    def stop_leading(self) -> None:
+        """Leadership lost: stop acting at once (queued work is dropped; the next leader resumes
+        every unfinished decision from its record)."""
+        log.warning("no longer leading: audit batches, ticks and actions stop here")
+        self.leading.clear()
+        self.metrics.leader.set(0)
+
+    def _take_over(self) -> None:
+        """On the executor thread: re-read what the previous leader persisted, then finish the
+        decisions it left unfinished."""
+        with self._lock:
+            self._releasing.clear()
+        for wir in self.kube.list_custom("WorkloadIdentityRisk"):
+            self.restore(wir)
+        for decision in self.kube.list_custom("RiskDecision"):
+            self.observe_decision(decision)
+        self.executor.resume()
 
     def stop(self) -> None:
         self._stop.set()
@@ -477,7 +509,9 @@ class LiveOperator:
 
     def on_audit(self, body: bytes) -> AuditAck:
         """One audit webhook batch: parse, score, decide. Malformed events are counted, never
-        raised; a body that is not an EventList is refused."""
+        raised; a body that is not an EventList is refused. Only the leader reads batches."""
+        if not self.leading.is_set():
+            raise NotLeader()
         stats = ParseStats()
         try:
             records = parse_event_list(body, stats=stats, dedupe=self.dedupe)
@@ -493,6 +527,8 @@ class LiveOperator:
         )
 
     def feed(self, records: Iterable[AuditRecord]) -> None:
+        if not self.leading.is_set():
+            return  # a follower's audit log file: the leader reads the stream, and scores it
         evaluations: list[Evaluation] = []
         with self._lock:
             for record in records:
@@ -519,11 +555,14 @@ class LiveOperator:
     # --- decisions ----------------------------------------------------------------------------
 
     def _handle(self, evaluations: Iterable[Evaluation]) -> None:
+        leading = self.leading.is_set()
         for ev in evaluations:
             decision = ev.decision
             with self._lock:
-                self._dirty[decision.identity] = ev
                 self._last[decision.identity] = ev
+                if not leading:  # a follower neither writes status nor acts
+                    continue
+                self._dirty[decision.identity] = ev
             if decision.changed_band or decision.actions:
                 self.metrics.decisions.labels(
                     band=decision.band or "none", mode=decision.mode.value
@@ -583,6 +622,8 @@ class LiveOperator:
             decision = self._work.get()
             if decision is None:
                 return
+            if not self.leading.is_set():
+                continue  # a follower never acts; a new leader resumes from the records
             if not isinstance(decision, Decision):
                 try:
                     decision()  # an approval's answer, a timeout, a release
@@ -609,6 +650,8 @@ class LiveOperator:
     def _tick_loop(self) -> None:
         next_tick = self.clock() + self.config.tick
         while not self._stop.wait(self.config.flush.total_seconds()):
+            if not self.leading.is_set():
+                continue
             self._refresh_inventory()
             self._time_out_approvals()
             now = self.clock()

@@ -61,6 +61,8 @@ CLI_STATE_POINTER = Path(
 KIND_CONFIG_DIR = "/etc/kubernetes/identity-risk/"
 KIND_PKI_DIR = "/etc/kubernetes/identity-risk-pki/"
 KIND_WEBHOOK_BASE = "https://127.0.0.1:30443"
+KIND_AUDIT_WEBHOOK_BASE = "https://127.0.0.1:30444"
+"""The audit webhook's NodePort: the chart's leader-only Service (only the leader reads batches)."""
 TEMPLATES = (
     "audit-policy.yaml",
     "audit-webhook.kubeconfig",
@@ -210,6 +212,7 @@ def render_apiserver_config(
         text = text.replace(KIND_PKI_DIR, f"{pki_dir}/")
         text = text.replace(KIND_CONFIG_DIR, f"{target}/")
         text = text.replace(KIND_WEBHOOK_BASE, webhook_base_url.rstrip("/"))
+        text = text.replace(KIND_AUDIT_WEBHOOK_BASE, webhook_base_url.rstrip("/"))
         # a bare host:port: an admission kubeconfig's user is named after the webhook's host
         text = text.replace(
             KIND_WEBHOOK_BASE.removeprefix("https://"), urlsplit(webhook_base_url).netloc

@@ -35,8 +35,18 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes] | None = None
     kubeconfig: Path | None = None  # None: the admin's; set to run as the chart's SA
     tick_seconds: float = 5.0
+    extra_args: list[str] = field(default_factory=list)
+    """More ``identity-risk run`` flags (``--leader-elect``, generated TLS, ...)."""
+    env: dict[str, str] = field(default_factory=dict)
+    generate_tls: bool = False
+    """Serve certificates the operator generates (TLS mode generate) instead of the PKI's."""
+    """Environment for every start (``POD_NAME``: the Lease holder identity)."""
     starts: int = 0
     logs: list[Path] = field(default_factory=list)
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.workdir / "tls"
 
     @property
     def decision_log(self) -> Path:
@@ -54,19 +64,26 @@ class OperatorProcess:
             f"--kubeconfig={self.kubeconfig or self.state.kubeconfig}",
             f"--namespace={OPERATOR_NAMESPACE}",
             f"--listen=127.0.0.1:{self.port}",
-            f"--tls-cert={self.pki.webhook_server.cert}",
-            f"--tls-key={self.pki.webhook_server.key}",
+            *(
+                [f"--tls-dir={self.tls_dir}", "--tls-ip=127.0.0.1"]
+                if self.generate_tls
+                else [
+                    f"--tls-cert={self.pki.webhook_server.cert}",
+                    f"--tls-key={self.pki.webhook_server.key}",
+                ]
+            ),
             f"--client-ca={self.pki.ca.cert}",
             "--client-name=kube-apiserver-webhook-client",
             f"--decision-log={self.decision_log}",
             f"--tick-seconds={self.tick_seconds}",
+            *self.extra_args,
         ]
         with log_path.open("wb") as out:
             self.proc = subprocess.Popen(
                 command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})},
             )
         wait_for("the operator to be ready", self.ready, timeout=60)
 
@@ -75,7 +92,11 @@ class OperatorProcess:
             raise ScenarioError(
                 f"the operator exited with {self.proc.returncode}:\n{self.log_tail()}"
             )
-        ctx = ssl.create_default_context(cafile=str(self.pki.ca.cert))
+        cafile = self.tls_dir / "ca.crt" if self.generate_tls else self.pki.ca.cert
+        try:
+            ctx = ssl.create_default_context(cafile=str(cafile))
+        except OSError:
+            return False  # the generated CA is not written yet
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=2)
         try:
             conn.request("GET", "/readyz")

@@ -7,6 +7,7 @@ Public interface::
     ServerTLS(*, cert_file, key_file, client_ca_file=None, client_names=frozenset())
     AuditAck(*, accepted, duplicates, skipped, rejected)   # what on_audit returns
     BatchRejected(reason, detail)                          # what on_audit raises to refuse a batch
+    NotLeader()                                            # ... in a replica that is not the leader (503)
 
 The server is I/O only: what an audit batch means and what a review answers live in ``ingest``
 and ``enforce``; this package authenticates the caller, bounds the request, and never lets a
@@ -19,6 +20,7 @@ from identity_risk.webhook.server import (
     AuditAck,
     AuditSink,
     BatchRejected,
+    NotLeader,
     Readiness,
     Reviewer,
     WebhookServer,
@@ -29,6 +31,7 @@ __all__ = [
     "AuditAck",
     "AuditSink",
     "BatchRejected",
+    "NotLeader",
     "Readiness",
     "Reviewer",
     "ServerTLS",

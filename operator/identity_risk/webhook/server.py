@@ -11,6 +11,9 @@ Failure rules, because the apiserver calls these endpoints on its own hot paths:
 
 * ``/authorize`` never denies and never allows because of a failure: any exception, malformed
   body or out-of-contract answer becomes a no-opinion review (RBAC then decides).
+* ``/audit`` in a replica that is not the leader (the callback raises ``NotLeader``) is a 503
+  with Retry-After, counted as ``audit_batches_rejected{reason="not_leader"}``; the apiserver's
+  batch webhook retries it with backoff, so nothing is lost.
 * ``/audit`` answers fast; a batch the callback refuses is a 400 with the reason, anything else
   unexpected a 500, and either is counted, so dropped audit data shows up in metrics.
 * ``/mutate`` answers 500 when the mutator fails, so the apiserver applies the
@@ -71,6 +74,14 @@ class BatchRejected(Exception):
         super().__init__(detail or reason)
         self.reason = reason
         self.detail = detail or reason
+
+
+class NotLeader(Exception):
+    """Raised by the audit callback in a replica that is not the leader: only the leader reads
+    audit batches. Answered 503 with Retry-After; the apiserver's batch webhook retries."""
+
+
+NOT_LEADER_RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -305,6 +316,12 @@ class WebhookServer:
         try:
             loop = asyncio.get_running_loop()
             ack = await loop.run_in_executor(self._audit_thread, self._on_audit, body)
+        except NotLeader:
+            logger.debug("audit batch of %d bytes refused: not the leader", len(body))
+            self._metrics.audit_batches_rejected.labels(reason="not_leader").inc()
+            response = _error(503, "not the leader; the batch is for the leading replica")
+            response.headers["Retry-After"] = str(NOT_LEADER_RETRY_AFTER_SECONDS)
+            return response
         except BatchRejected as rejected:
             reason = bounded(rejected.reason)
             logger.warning("audit batch of %d bytes rejected: %s", len(body), reason)
