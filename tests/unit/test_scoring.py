@@ -229,8 +229,18 @@ def test_ledger_says_whether_an_observation_is_new_or_a_refresh() -> None:
     ledger = SignalLedger()
     assert ledger.observe(sig(at=T0)) is Observation.NEW
     assert ledger.observe(sig(at=T0 + HOUR)) is Observation.REFRESHED
-    assert ledger.observe(sig(at=T0 + 2 * HOUR, confidence=Confidence.MEDIUM)) is Observation.NEW
+    assert ledger.observe(sig(at=T0 + 2 * HOUR, weight=90)) is Observation.NEW
     assert ledger.observe(sig(at=T0)) is Observation.NOTHING
+
+
+def test_a_weaker_sighting_of_a_known_fact_refreshes_it_without_weakening_it() -> None:
+    ledger = SignalLedger()
+    ledger.observe(sig(at=T0))
+    later = T0 + HOUR
+    assert ledger.observe(sig(at=later, confidence=Confidence.MEDIUM)) is Observation.REFRESHED
+    (kept,) = ledger.signals(SA)
+    assert kept.confidence is Confidence.HIGH
+    assert kept.observed_at == later
 
 
 def test_a_big_medium_signal_does_not_hide_a_high_one() -> None:

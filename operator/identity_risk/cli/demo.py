@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -147,7 +148,8 @@ def demo(*, keep: bool = False) -> int:
         say(f"\ndone in {time.monotonic() - started:.0f}s.")
         if keep:
             say("Look around (in another shell):")
-            say(f"    export KUBECONFIG={state.kubeconfig} PATH={DEFAULT_BIN_DIR}:$PATH")
+            tools = f"{DEFAULT_BIN_DIR}:{Path(sys.executable).parent}"  # kubectl, kubectl-risk
+            say(f"    export KUBECONFIG={state.kubeconfig} PATH={tools}:$PATH")
             say("    kubectl get identityrisk -A")
             say(f"    kubectl risk explain -n {NAMESPACE} {WORKLOAD}")
             say("    kubectl risk verify")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from identity_risk.domain import Identity, Signal, SignalKind
@@ -24,7 +25,7 @@ class Observation(enum.IntEnum):
 
     NOTHING = 0
     REFRESHED = 1
-    """A known fact seen again, later: same weight and confidence, only its decay restarts."""
+    """A known fact seen again, later (as strong or weaker): only its decay restarts."""
     NEW = 2
     """A fact not live before, or one whose weight or confidence changed."""
 
@@ -55,6 +56,11 @@ class SignalLedger:
         ):
             return Observation.NOTHING
         outcome = Observation.NEW
+        if prev is not None and (prev.confidence, prev.weight) > (signal.confidence, signal.weight):
+            # A weaker sighting of a fact already proven (the replayed token again, after its pod
+            # is gone and the detector can no longer tell as much) keeps the stronger evidence
+            # alive; it must not make the identity look safer than before.
+            signal = replace(prev, observed_at=signal.observed_at)
         if prev is not None:
             del facts[sid]  # re-insert so dict order stays "least recently observed first"
             if prev.weight == signal.weight and prev.confidence == signal.confidence:
