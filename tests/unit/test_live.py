@@ -98,6 +98,43 @@ def test_a_follower_refuses_audit_and_neither_writes_nor_acts() -> None:
     assert live.metrics.registry.get_sample_value("identity_risk_leader") == 0
 
 
+def test_a_new_leader_restores_the_records_and_resumes_unfinished_decisions() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from identity_risk.kube import KubeError
+
+    saved = make_live()
+    replay_attack(saved)
+    wir = {"metadata": {"name": "web"}, "status": {"scorerState": saved._scorer_state(WEB)}}
+    calls: list[str] = []
+
+    class Records:
+        failures = 1
+
+        def list_custom(self, kind: str) -> list[dict[str, Any]]:
+            if self.failures:
+                self.failures -= 1
+                raise KubeError("list", kind, ApiException(status=503))
+            return [wir] if kind == "WorkloadIdentityRisk" else []
+
+    class Resumer:
+        def resume(self) -> None:
+            calls.append("resume")
+
+    live = make_live()
+    live.kube = Records()  # type: ignore[assignment]
+    live.executor = Resumer()  # type: ignore[assignment]
+    live.stop_leading()
+    live.start_leading()
+    assert live.metrics.registry.get_sample_value("identity_risk_leader") == 1
+    take_over = live._work.get_nowait()
+    take_over()  # type: ignore[operator]  # the API is away: retried, nothing resumed yet
+    assert calls == []
+    live._work.get(timeout=10)()  # type: ignore[operator,union-attr]
+    assert calls == ["resume"]
+    assert live.engine.bands[WEB].band == "high"  # the previous leader's band, restored
+
+
 def test_scorer_state_survives_a_restart() -> None:
     before = make_live()
     replay_attack(before)

@@ -210,11 +210,22 @@ class LiveOperator:
         decisions it left unfinished."""
         with self._lock:
             self._releasing.clear()
-        for wir in self.kube.list_custom("WorkloadIdentityRisk"):
-            self.restore(wir)
-        for decision in self.kube.list_custom("RiskDecision"):
-            self.observe_decision(decision)
+        try:
+            for wir in self.kube.list_custom("WorkloadIdentityRisk"):
+                self.restore(wir)
+            for decision in self.kube.list_custom("RiskDecision"):
+                self.observe_decision(decision)
+        except KubeError as exc:
+            log.warning("taking over: %s; trying again in 5 s", exc)
+            retry = threading.Timer(5.0, self._retry_take_over)
+            retry.daemon = True
+            retry.start()
+            return
         self.executor.resume()
+
+    def _retry_take_over(self) -> None:
+        if self.leading.is_set():
+            self._work.put(self._take_over)
 
     def stop(self) -> None:
         self._stop.set()
